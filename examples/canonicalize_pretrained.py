@@ -14,18 +14,14 @@ fine-tuning and with fine-tuning on C8-augmented data:
 Each backbone then gets three more rows, each starting from that upright model with the
 same time budget: fine-tuned on C8-augmented data, and canonicalized with an equivariant
 (escnn) or a contrastive canonicalizer and fine-tuned through the wrapper. A canonicalized
-model spends the first 30% of its budget training the canonicalizer alone (the backbone
-is not run), then trains canonicalizer and backbone together on
-``model.loss(model(x), y, x)["total"]`` (task + prior + contrastive [+ artifact] terms):
-
-* the contrastive canonicalizer warms up on the ``"total"`` loss of a stand-in wrapper that
-  shares it and whose backbone gives zero logits: prior, contrastive and artifact terms;
-* the equivariant one warms up on the prior applied to C8-augmented upright images (an
-  upright image is canonical, so ``h·x`` must map to ``h``: cross-entropy of its scores
-  towards ``h``). Trained with the plain prior on upright images only, the escnn network,
-  exact for quarter turns, picks a consistent pose for only about a third to two thirds of
-  the images turned by 45° (in our runs with 75 s budgets: about 15 points lost at 45°); with
-  the augmented prior about 97%.
+model spends the first 30% of its budget training the canonicalizer alone on
+``model.canonicalizer_loss(x)["total"]`` (the backbone is not run), then trains canonicalizer
+and backbone together on ``model.loss(model(x), y, x)["total"]`` (task + prior + contrastive
+[+ artifact] terms). ``canonicalizer_loss`` turns each upright image by a random element h of
+C8 and asks the canonicalizer for h (an upright image is canonical, so ``h·x`` must map to
+``h``). Trained with the plain prior on upright images only, the escnn network, exact for
+quarter turns, picked a consistent pose for only about a third to two thirds of the images
+turned by 45° in our runs (about 15 points lost at 45°); with the augmented prior about 97%.
 
 What keeps the rotated accuracy close to the upright accuracy:
 
@@ -219,17 +215,6 @@ def build_vit() -> nn.Module:
     return timm.create_model("vit_tiny_patch16_224", pretrained=False, **VIT_CONFIG)
 
 
-class ZeroLogits(nn.Module):
-    """Stands in for the backbone while only the canonicalizer trains: zero logits, at no cost."""
-
-    def __init__(self, num_classes: int) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.new_zeros(x.shape[0], self.num_classes)
-
-
 def canonicalize(backbone: nn.Module, kind: str, settings: Settings) -> symwrap.SymmetricModel:
     """``symwrap.wrap(backbone, group="C8", strategy="canonicalization", ...)`` with this example's settings."""
     contrastive = kind == "contrastive"
@@ -355,52 +340,21 @@ def train_augmented(
     return model, stats
 
 
-def shrink(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``x`` resized to ``size`` pixels as the canonicalizer sees it (bilinear, antialiased)."""
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-
-def pose_loss(network: nn.Module, settings: Settings) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The prior on C8-augmented upright images, for a canonicalizer that scores the elements directly.
-
-    The prior says that an upright image ``x`` is in its canonical pose (``g_x = e``); equivariance then
-    says ``g_{h·x} = h``. So every image is turned by a random ``h`` in C8 and the scores are trained
-    with cross-entropy to pick ``h``. For quarter turns this is the plain prior (the escnn network is
-    exactly equivariant to them); for odd multiples of 45° it teaches the equivariance that steerable
-    filters on a pixel grid only approximate.
-    """
-    generator = torch.Generator().manual_seed(settings.seed + 41)
-
-    def loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        k = torch.randint(N_ROTATIONS, (len(xb),), generator=generator)
-        scores = network(shrink(rotate_by_elements(xb, k), settings.canonicalizer_input_size))
-        return settings.prior_weight * F.cross_entropy(scores, k)
-
-    return loss
-
-
 def train_canonicalized(
     backbone: nn.Module, kind: str, x: torch.Tensor, y: torch.Tensor, settings: Settings, desc: str
 ) -> tuple[symwrap.SymmetricModel, dict[str, float]]:
     """A copy of ``backbone`` canonicalized for C8, trained in two phases that share one budget.
 
-    1. the canonicalizer alone, without running the backbone: the equivariant one with :func:`pose_loss`;
-       the contrastive one on ``loss["total"]`` of a stand-in wrapper that shares its canonicalizer and whose
-       backbone gives zero logits, so that only the prior, contrastive and artifact terms move anything;
+    1. the canonicalizer alone, without running the backbone, on ``model.canonicalizer_loss(x)["total"]``:
+       the prior on upright images turned by a random element h (which must canonicalize to h), plus the
+       contrastive and artifact terms of the contrastive canonicalizer;
     2. canonicalizer and backbone together on ``model.loss(model(x), y, x)["total"]`` (upright images).
     """
     model = canonicalize(copy.deepcopy(backbone), kind, settings)
     warmup = settings.warmup_fraction * settings.seconds
     canonicalizer = [{"params": model.canonicalizer.parameters(), "lr": settings.lr_canonicalizer}]
-    if kind == "equivariant":
-        loss = pose_loss(model.canonicalizer.network, settings)
-        first = train(model.canonicalizer, canonicalizer, loss, x, y, warmup, settings,
-                      desc=f"{desc}, canonicalizer", seed=settings.seed + 21)
-    else:
-        probe = canonicalize(ZeroLogits(10), kind, settings)
-        probe.canonicalizer = model.canonicalizer  # the same module: training the probe trains the model's
-        first = train(probe, canonicalizer, total_loss(probe), x, y, warmup, settings,
-                      desc=f"{desc}, canonicalizer", seed=settings.seed + 21)
+    first = train(model, canonicalizer, lambda xb, yb: model.canonicalizer_loss(xb)["total"], x, y, warmup,
+                  settings, desc=f"{desc}, canonicalizer", seed=settings.seed + 21)
     params = [
         {"params": model.backbone.parameters(), "lr": settings.lr_finetune},
         {"params": model.canonicalizer.parameters(), "lr": settings.lr_canonicalizer * settings.joint_canonicalizer_lr},

@@ -221,3 +221,61 @@ def test_so2_image_canonicalization_is_exact_on_quarter_turns():
     # other angles are interpolated, so the error is small but not round-off
     bare = invariance_error(backbone, x, "SO2", input="image", n=8)
     assert invariance_error(model, x, "SO2", input="image", n=8) < bare
+
+
+class NotToBeCalled(nn.Module):
+    def forward(self, x):
+        raise AssertionError("canonicalizer_loss must not run the backbone")
+
+
+def test_canonicalizer_loss_trains_the_canonicalizer_alone():
+    model = symwrap.wrap(NotToBeCalled(), group="C8", strategy="canonicalization", input="image",
+                         artifact_weight=1.0).train()
+    terms = model.canonicalizer_loss(torch.randn(4, 1, 13, 13))
+    assert set(terms) == {"prior", "contrastive", "artifact", "total"}
+    terms["total"].backward()
+    assert all(p.grad is not None for p in model.canonicalizer.parameters())
+
+
+def test_augmented_prior_teaches_the_pose_of_turned_upright_images():
+    """With ``augment``, upright images turned by a random h are trained to canonicalize to h, which includes
+    the 45° turns for which the escnn canonicalizer is only approximately equivariant."""
+    generator = torch.Generator().manual_seed(3)
+    group, image = symwrap.get_group("C8"), symwrap.get_action("image")
+    model = symwrap.wrap(small_cnn(), group="C8", strategy="canonicalization", input="image",
+                         canonicalizer="equivariant", hidden=4, in_channels=1)
+    held_out = upright_images(64, generator)
+    turned = image.act(group, torch.full((64,), 1), held_out)  # every image turned by 45°
+
+    def pose_accuracy():
+        with torch.no_grad():
+            model.eval()(turned)
+        return float((model._last["index"] == 1).double().mean())
+
+    before = pose_accuracy()
+    optimizer = torch.optim.Adam(model.canonicalizer.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(40):
+        loss = model.canonicalizer_loss(upright_images(32, generator))["total"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = pose_accuracy()
+    assert after > 0.9 and after > before + 0.3, (before, after)
+    assert model.identity_metric(held_out) > 0.9
+
+
+def test_augmented_prior_of_a_frame_targets_the_sampled_rotation():
+    """PCA frames are exactly equivariant, so on inputs whose own frame is the identity the augmented prior
+    (‖R(h·x) − h‖²) is zero while the plain prior on the turned inputs is not."""
+    generator = torch.Generator().manual_seed(4)
+    stretched = torch.randn(16, 12, 3, generator=generator) * torch.tensor([3.0, 2.0, 1.0])
+    upright = stretched - stretched.mean(1, keepdim=True)
+    model = symwrap.wrap(point_mlp(12), group="SO3", strategy="canonicalization", input="points",
+                         output="vector", canonicalizer="pca")
+    frames = model.canonicalizer(upright)
+    upright = upright @ frames  # each set in its own frame: canonical
+    assert model.canonicalizer_loss(upright)["prior"] < 1e-8
+    assert model.canonicalizer_loss(upright, augment=False)["prior"] < 1e-8
+    turned = upright @ symwrap.get_group("SO3").sample(16, generator=generator).transpose(1, 2)
+    assert model.canonicalizer_loss(turned, augment=False)["prior"] > 1e-2

@@ -80,42 +80,43 @@ class Canonicalization(SymmetricModel):
     def _canonicalize_discrete(self, x: Any):
         action, config = self.input_action, self.config
         batch = action.batch_size(x)
-        group, x_rep, g_all, k = group_copies(action, self.group, x, samples=1, exhaustive_up_to=MAX_SCORED_ORDER)
-        if not group.is_finite or k != group.order:
-            raise IncompatibleGroupError(
-                f"{self.group.name} has more than {MAX_SCORED_ORDER} elements for this input: too many to score"
-            )
-        soft_choice = self.training and config.gradient != "none" and isinstance(x, torch.Tensor)
-        copies = None  # full-size copies, copy i is g_i⁻¹·x: mixed by the soft choice, read by the artifact term
-        if soft_choice or (self.training and config.artifact_weight > 0):
-            copies = action.act(group, group.inverse(g_all), x_rep)
-        scored_copies = None
-        if self.canonicalizer.uses_copies:
-            # shrinking commutes with the exact elements, so copies of the small image score the same
-            scored_copies = (
-                self._shrink(copies) if copies is not None
-                else action.act(group, group.inverse(g_all), action.repeat(self._shrink(x), k))
-            )
-        scores, embeddings = self.canonicalizer(self._shrink(x), scored_copies, k)
-        logits = scores / config.temperature
+        group, x_rep, g_all, k, logits = self._score_discrete(x)
         choice_logits = logits
         if self.training and config.gradient == "gumbel":
             uniform = torch.rand_like(logits).clamp(1e-9, 1 - 1e-9)
             choice_logits = logits - torch.log(-torch.log(uniform))
         index = choice_logits.argmax(dim=1)
+        self._last["index"] = index
         g = select(g_all, index * batch + torch.arange(batch, device=index.device))
         bound = action.bind(self.group, x)
-        if soft_choice:
+        if self.training and config.gradient != "none" and isinstance(x, torch.Tensor):
+            copies = action.act(group, group.inverse(g_all), x_rep)  # copy i is g_i⁻¹·x
             soft = torch.softmax(choice_logits, dim=1)
             weights = F.one_hot(index, k).to(soft) - soft.detach() + soft  # hard forward, soft backward
             stacked = copies.reshape(k, batch, *copies.shape[1:])
             canonical = torch.einsum("bk,kb...->b...", weights.to(copies.dtype), stacked)
         else:
             canonical = action.act(bound, bound.inverse(g), x)
-        keep_copies = self.training and config.artifact_weight > 0  # only the artifact term reads them again
-        self._last = {"x": x, "logits": logits, "embeddings": embeddings, "index": index, "group": group,
-                      "copies": copies if keep_copies else None, "k": k}
         return bound, g, canonical
+
+    def _score_discrete(self, x: Any):
+        """Scores of every group element for ``x`` (one batched canonicalizer call); fills ``_last``."""
+        action, config = self.input_action, self.config
+        group, x_rep, g_all, k = group_copies(action, self.group, x, samples=1, exhaustive_up_to=MAX_SCORED_ORDER)
+        if not group.is_finite or k != group.order:
+            raise IncompatibleGroupError(
+                f"{self.group.name} has more than {MAX_SCORED_ORDER} elements for this input: too many to score"
+            )
+        small = self._shrink(x)
+        scored_copies = None
+        if self.canonicalizer.uses_copies:  # copy i of the canonicalizer's input is g_i⁻¹·x
+            scored_copies = action.act(group, group.inverse(g_all), action.repeat(small, k))
+        scores, embeddings = self.canonicalizer(small, scored_copies, k)
+        logits = scores / config.temperature
+        keep_copies = self.training and config.artifact_weight > 0  # only the artifact term reads them again
+        self._last = {"x": x, "logits": logits, "embeddings": embeddings, "group": group, "k": k,
+                      "copies": scored_copies if keep_copies else None}
+        return group, x_rep, g_all, k, logits
 
     def _canonicalize_continuous(self, x: Any):
         action = self.input_action
@@ -153,14 +154,49 @@ class Canonicalization(SymmetricModel):
         """``prior`` and ``contrastive`` (and ``artifact``) terms, weighted by the config."""
         if self._last.get("x") is not x:
             self.forward(x)
+        return self._canonicalizer_terms(x, target=None)
+
+    def canonicalizer_loss(self, x: Any, augment: bool = True) -> dict[str, torch.Tensor]:
+        """The canonicalizer's own training terms on upright ``x``, without running the backbone.
+
+        With ``augment`` each input is first moved by a random group element h; since upright
+        inputs are canonical, the prior then asks for h itself (cross-entropy towards h, or
+        ‖R − h‖²). This teaches the equivariance that a network only approximates (an escnn
+        network for rotations that are not quarter turns), and costs one canonicalizer call:
+        use it to pre-train the canonicalizer before fine-tuning the backbone with :meth:`loss`.
+        Returns the weighted ``prior``, ``contrastive`` (and ``artifact``) terms and their ``total``.
+        """
+        self._check_input(x)
+        target = None
+        if augment:
+            bound = self.input_action.bind(self.group, x)
+            probe = self.input_action.probe(x)
+            dtype = probe.dtype if torch.is_floating_point(probe) else None
+            target = bound.sample(self.input_action.batch_size(x), device=probe.device, dtype=dtype)
+            x = self.input_action.act(bound, target, x)
+        if self.discrete:
+            self._score_discrete(x)
+        else:
+            self._canonicalize_continuous(x)
+        terms = self._canonicalizer_terms(x, target)
+        if not terms:
+            raise ConfigError("canonicalizer_loss has nothing to train: prior_weight and contrastive_weight are 0")
+        terms["total"] = sum(terms.values())
+        return terms
+
+    def _canonicalizer_terms(self, x: Any, target: Any) -> dict[str, torch.Tensor]:
+        """The weighted terms from ``_last``; the prior pulls towards ``target`` (default: the identity)."""
         last, config = self._last, self.config
         terms: dict[str, torch.Tensor] = {}
         if self.discrete:
-            group = last["group"]
-            identity = group.index(group.identity(1, device=last["index"].device))
-            target = identity.expand(last["logits"].shape[0])
+            group, logits = last["group"], last["logits"]
+            if target is None:
+                identity = group.index(group.identity(1, device=logits.device))
+                target_index = identity.expand(logits.shape[0])
+            else:
+                target_index = group.index(target).to(logits.device)
             if config.prior_weight:
-                terms["prior"] = config.prior_weight * F.cross_entropy(last["logits"], target)
+                terms["prior"] = config.prior_weight * F.cross_entropy(logits, target_index)
             embeddings = last["embeddings"]
             if embeddings is not None and config.contrastive_weight:
                 unit = F.normalize(embeddings, dim=-1)
@@ -171,9 +207,12 @@ class Canonicalization(SymmetricModel):
                 terms["artifact"] = config.artifact_weight * self._artifact_loss(last)
         else:
             rotation = last["rotation"]
-            eye = torch.eye(rotation.shape[-1], dtype=rotation.dtype, device=rotation.device)
+            if target is None:
+                goal = torch.eye(rotation.shape[-1], dtype=rotation.dtype, device=rotation.device)
+            else:
+                goal = self.input_action.bind(self.group, x).linear_part(target, dtype=rotation.dtype)
             if config.prior_weight:
-                terms["prior"] = config.prior_weight * ((rotation - eye) ** 2).sum((1, 2)).mean()
+                terms["prior"] = config.prior_weight * ((rotation - goal) ** 2).sum((1, 2)).mean()
             if isinstance(self.canonicalizer, RegressedFrame) and config.contrastive_weight:
                 terms["contrastive"] = config.contrastive_weight * self._frame_regression_loss(x, rotation)
         return terms
@@ -181,9 +220,9 @@ class Canonicalization(SymmetricModel):
     def _artifact_loss(self, last: dict[str, Any]) -> torch.Tensor:
         """Embeddings of each copy and of the copy turned by a random element and back agree."""
         group, copies = last["group"], last["copies"]
-        h = group.sample(self.input_action.batch_size(copies), device=last["index"].device)
+        h = group.sample(self.input_action.batch_size(copies), device=copies.device)
         round_trip = self.input_action.act(group, h, self.input_action.act(group, group.inverse(h), copies))
-        embeddings = self.canonicalizer.network(self._shrink(round_trip))
+        embeddings = self.canonicalizer.network(round_trip)
         k = last["k"]
         return F.mse_loss(embeddings.reshape(k, -1, embeddings.shape[-1]).transpose(0, 1), last["embeddings"])
 
