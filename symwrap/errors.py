@@ -64,6 +64,10 @@ class NonFiniteInputError(ActionError):
     """NaN or inf found in an input while validation is on."""
 
 
+class ShapeError(SymwrapError, ValueError):
+    """A tensor given to a symwrap module with the wrong shape, or an input it needs that is missing."""
+
+
 class IncompatibleGroupError(SymwrapError, ValueError):
     """A group that an action or a strategy cannot use (SO3 on images, ...)."""
 

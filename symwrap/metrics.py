@@ -68,6 +68,35 @@ def equivariance_error(
     return float(relative.mean())
 
 
+def averaged_equivariance_error(
+    model: Model,
+    x: Any,
+    group: str | Group,
+    *,
+    input: ActionSpec,
+    output: ActionSpec = "invariant",
+    n: int | None = None,
+    generator: torch.Generator | None = None,
+    eps: float = 1e-12,
+) -> float:
+    """Relative error of the group-averaged prediction ``‖E_g g⁻¹·f(g·x) − f(x)‖ / ‖f(x)‖``.
+
+    REMUL's "E" metric (arXiv 2410.17878), next to the relative error E′ of
+    :func:`equivariance_error`: it is zero when the errors of the transformed copies cancel
+    on average, so E ≤ E′ always. Elements as in :func:`equivariance_error`.
+    """
+    group = get_group(group)
+    input_action, output_action = get_action(input), get_action(output)
+    with torch.no_grad():
+        y = model(x)
+        bound, x_rep, g, k = _copies(group, input_action, x, n, generator)
+        y_moved = model(input_action.act(bound, g, x_rep))
+        undone = output_action.mean(output_action.act(bound, bound.inverse(g), y_moved), k)
+        flat = output_action.flatten(y)
+        relative = (output_action.flatten(undone) - flat).norm(dim=1) / flat.norm(dim=1).clamp_min(eps)
+    return float(relative.mean())
+
+
 def invariance_error(
     model: Model,
     x: Any,

@@ -164,3 +164,22 @@ def test_invalid_elements_are_rejected():
         symwrap.get_group("SO3").linear_part(torch.eye(3))
     with pytest.raises(GroupElementError, match="integer"):
         symwrap.get_group("C4").linear_part(torch.zeros(2))
+
+
+@pytest.mark.parametrize("name, axis", [("SO2z", 2), ("SO2y", 1)])
+def test_axial_rotations_keep_their_axis_and_turn_the_plane_counter_clockwise(name, axis):
+    group = symwrap.get_group(name)
+    rotations = group.sample(16, generator=make_generator(3), dtype=torch.float64)
+    unit = torch.zeros(3, dtype=torch.float64)
+    unit[axis] = 1.0
+    assert torch.allclose(rotations @ unit, unit.expand(16, 3), atol=1e-12)
+    quarter = group.exp(group.lie_algebra(dtype=torch.float64) * (math.pi / 2))[0]
+    first, second = (axis + 1) % 3, (axis + 2) % 3  # right-handed: a quarter turn takes `first` to `second`
+    assert torch.allclose(quarter[:, first], torch.eye(3, dtype=torch.float64)[second], atol=1e-12)
+
+
+def test_plane_reflection_flips_one_coordinate():
+    group = symwrap.get_group("Mz")
+    mirror = group.elements(dtype=torch.float64)[1]
+    assert torch.equal(mirror, torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)))
+    assert group.order == 2 and not group.special

@@ -7,6 +7,7 @@ from .planar import O2, SO2, CyclicGroup, DihedralGroup
 from .product import ProductGroup
 from .registry import get_group, list_groups, register_group
 from .rotations import O3, SO3, haar_rotations
+from .subgroups import AxialRotations, PlaneReflection
 
 register_group("C{n}")(CyclicGroup)
 register_group("D{n}")(DihedralGroup)
@@ -19,6 +20,10 @@ register_group("S{n}")(PermutationGroup)
 register_group("T3")(lambda: TranslationGroup(3))
 register_group("E3")(lambda: EuclideanGroup(special=False))
 register_group("SE3")(lambda: EuclideanGroup(special=True))
+register_group("SO2z")(lambda: AxialRotations("z"))
+register_group("SO2y")(lambda: AxialRotations("y"))
+register_group("Mz")(lambda: PlaneReflection("z"))
+register_group("My")(lambda: PlaneReflection("y"))
 
 __all__ = [
     "Element",
@@ -29,6 +34,8 @@ __all__ = [
     "O2",
     "SO3",
     "O3",
+    "AxialRotations",
+    "PlaneReflection",
     "PermutationGroup",
     "TranslationGroup",
     "EuclideanGroup",

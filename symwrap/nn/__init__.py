@@ -1,6 +1,7 @@
-"""Equivariant building blocks for canonicalizers.
+"""Equivariant building blocks for canonicalizers and baselines.
 
-Vector Neurons for point clouds (plain torch) and :func:`gram_schmidt` frames; steerable image CNNs
+E(n)-equivariant graph networks for particle systems (:class:`EGNN`, :class:`EGNNDynamics`), Vector Neurons
+for point clouds (both plain torch) and :func:`gram_schmidt` frames; steerable image CNNs
 (:class:`RegularCanonicalizerCNN`, :class:`VectorCanonicalizerCNN`), which need the optional ``escnn``
 package and are imported on first use, so ``import symwrap.nn`` works without it.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .egnn import EGNN, EGNNDynamics, EGNNLayer
 from .vector_neurons import (
     VNEdgeConv,
     VNFrameNet,
@@ -35,6 +37,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "EGNN",
+    "EGNNLayer",
+    "EGNNDynamics",
     "VNLinear",
     "VNLeakyReLU",
     "VNLinearLeakyReLU",

@@ -1,9 +1,10 @@
 """Strategies: how a backbone is made symmetric. One sub-package per strategy."""
 
-from . import canonicalization, symmetrization
+from . import canonicalization, remul, symmetrization
 from .base import StrategyConfig, SymmetricModel
 from .canonicalization import Canonicalization, CanonicalizationConfig
 from .registry import get_strategy, list_strategies, register_strategy
+from .remul import Remul, RemulConfig
 from .symmetrization import AveragingConfig, FrameAveraging, FramesConfig, GroupAveraging
 
 __all__ = [
@@ -16,6 +17,9 @@ __all__ = [
     "canonicalization",
     "Canonicalization",
     "CanonicalizationConfig",
+    "remul",
+    "Remul",
+    "RemulConfig",
     "AveragingConfig",
     "GroupAveraging",
     "FramesConfig",

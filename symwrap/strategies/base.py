@@ -72,6 +72,9 @@ class SymmetricModel(nn.Module):
     config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
     #: keyword arguments of ``wrap()`` that are modules, not config fields (a teacher, a network)
     module_arguments: ClassVar[tuple[str, ...]] = ()
+    #: the config field that takes per-group weights when ``wrap()`` gets a dict of groups;
+    #: ``None`` for strategies that take one group only
+    group_weights_field: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -141,13 +144,17 @@ class SymmetricModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         description = {
             "strategy": self.config.strategy,
-            "group": self.group.name,
+            "group": self.group_spec(),
             "input": self.input_action.spec(),
             "output": self.output_action.spec(),
             "config": self.config.to_dict(),
         }
         (directory / CONFIG_FILE).write_text(json.dumps(description, indent=2))
         save_model(self, str(directory / WEIGHTS_FILE))
+
+    def group_spec(self) -> str | list[str]:
+        """The group as ``wrap()`` takes it back: its name (a list of names for several groups)."""
+        return self.group.name
 
     # --- helpers for subclasses -------------------------------------------------------------------
     def _check_input(self, x: Any) -> None:
