@@ -4,6 +4,7 @@ writes its table as CSV and JSON."""
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,8 @@ class UnknownBenchmarkError(UnknownNameError):
 
 
 def register_benchmark(name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
-    """Register ``fn(quick: bool) -> {"rows": [...], "text": str, ...}`` as ``symwrap bench name``."""
+    """Register ``fn(quick: bool) -> {"rows": [...], "text": str, ...}`` as ``symwrap bench name``;
+    a function that also takes ``output_dir`` gets the folder the tables go to (for plots)."""
 
     def decorator(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         BENCHMARKS[name] = fn
@@ -30,11 +32,13 @@ def register_benchmark(name: str) -> Callable[[Callable[..., dict[str, Any]]], C
 
 def run_benchmark(name: str, *, quick: bool = False, output_dir: str | Path | None = None) -> dict[str, Any]:
     """Run a registered benchmark, print its table, write ``<name>.csv`` and ``<name>.json``."""
-    from . import canonicalization  # noqa: F401  - registers itself
+    from . import canonicalization, nbody  # noqa: F401  - they register themselves
 
     if name not in BENCHMARKS:
         raise UnknownBenchmarkError(name, BENCHMARKS)
-    result = BENCHMARKS[name](quick=quick)
+    function = BENCHMARKS[name]
+    options = {"output_dir": output_dir} if "output_dir" in inspect.signature(function).parameters else {}
+    result = function(quick=quick, **options)
     print(result["text"])
     if output_dir is not None:
         output = Path(output_dir)

@@ -1,4 +1,4 @@
-"""Equivariant building blocks for canonicalizers and baselines.
+"""Equivariant building blocks for canonicalizers and baselines, and a plain particle transformer.
 
 E(n)-equivariant graph networks for particle systems (:class:`EGNN`, :class:`EGNNDynamics`), Vector Neurons
 for point clouds (both plain torch) and :func:`gram_schmidt` frames; steerable image CNNs
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .egnn import EGNN, EGNNDynamics, EGNNLayer
+from .transformer import ParticleTransformer
 from .vector_neurons import (
     VNEdgeConv,
     VNFrameNet,
@@ -38,6 +39,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "EGNN",
+    "ParticleTransformer",
     "EGNNLayer",
     "EGNNDynamics",
     "VNLinear",
