@@ -66,6 +66,8 @@ CASES = [
     ("regular", "D4", lambda s: torch.randn(B, 8, generator=make_generator(s), dtype=torch.float64)),
     ("regular", "C4xS3", lambda s: torch.randn(B, 24, generator=make_generator(s), dtype=torch.float64)),
     ("graph", "S", make_graphs),
+    ("adjacency", "S", lambda s: torch.randn(B, N, N, generator=make_generator(s), dtype=torch.float64)),
+    ("adjacency", "S", lambda s: torch.randn(B, N, N, 2, generator=make_generator(s), dtype=torch.float64)),
     ("graph", "E3xS", make_graphs),
     (
         {"pos": "points", "vel": "vectors", "charge": "scalars"},
@@ -245,3 +247,24 @@ def test_radius_and_knn_graphs_match_brute_force_and_ignore_rotations():
         others = [j for j in range(11) if batch[j] == batch[target] and j != target]
         distances = sorted((pos[j] - pos[target]).norm().item() for j in others)
         assert (pos[source] - pos[target]).norm().item() <= distances[1] + 1e-12
+
+
+def test_adjacency_action_relabels_rows_and_columns_together():
+    group = symwrap.get_group("S").sized(5)
+    generator = torch.Generator().manual_seed(0)
+    adjacency = (torch.rand(3, 5, 5, generator=generator) > 0.5).float()
+    adjacency = ((adjacency + adjacency.transpose(1, 2)) > 0).float()
+    action = symwrap.get_action("adjacency")
+    g, h = group.sample(3, generator=generator), group.sample(3, generator=generator)
+    moved = action.act(group, g, adjacency)
+    matrix = torch.zeros(3, 5, 5)
+    matrix[torch.arange(3)[:, None], g, torch.arange(5)] = 1.0  # M[g[i], i] = 1: member i goes to g[i]
+    assert torch.equal(moved, matrix @ adjacency @ matrix.transpose(1, 2))
+    assert torch.equal(action.act(group, group.compose(g, h), adjacency),
+                       action.act(group, g, action.act(group, h, adjacency)))
+    features, dense = action.members(adjacency)
+    assert torch.equal(dense, adjacency) and torch.equal(features[..., 0], adjacency.sum(-1))
+    with pytest.raises(symwrap.errors.ActionError, match="square"):
+        action.validate(torch.zeros(2, 3, 4))
+    with pytest.raises(symwrap.errors.IncompatibleGroupError):
+        action.check_group(symwrap.get_group("SO3"))

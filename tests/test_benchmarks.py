@@ -20,6 +20,26 @@ def test_quick_canonicalization_benchmark_prints_and_writes_its_tables(tmp_path,
     assert (tmp_path / "canonicalization.csv").read_text().startswith("backbone,group,canonicalizer")
 
 
+def test_quick_nbody_benchmark_table_and_remul_lowers_the_equivariance_error(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from symwrap.benchmarks.nbody import METHODS
+
+    result = run_benchmark("nbody", quick=True, output_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert "β sweep" in out and "goal <= 0.35" in out
+    rows = result["rows"]
+    sizes = result["settings"]["sizes"]
+    assert [(r["n_train"], r["method"]) for r in rows] == [(n, m) for n in sizes for m in METHODS]
+    for size in sizes:
+        error = {r["method"]: r["equivariance_error"] for r in rows if r["n_train"] == size}
+        assert error["transformer + REMUL (constant)"] < error["transformer"]
+        assert error["EGNN"] < 1e-5
+    assert all(r["mse"] > 0 and r["inference_vs_transformer_b100"] > 0 for r in rows)
+    assert [r["beta"] for r in result["sweep"]] == list(result["settings"]["sweep_betas"])
+    assert (tmp_path / "nbody_beta_sweep.png").stat().st_size > 1000
+    assert (tmp_path / "nbody.csv").read_text().startswith("n_train,method,mse")
+
+
 def test_unknown_benchmark_lists_the_valid_names():
     with pytest.raises(UnknownBenchmarkError, match="canonicalization"):
         run_benchmark("nbody-ish")

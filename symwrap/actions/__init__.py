@@ -1,5 +1,6 @@
 """The action registry: how group elements act on each kind of data."""
 
+from .adjacency import AdjacencyAction
 from .base import Action, permute_members
 from .batching import Copies, group_copies
 from .geometric import (
@@ -27,6 +28,7 @@ for _name, _cls in [
     ("vector", VectorAction),
     ("point", PointAction),
     ("graph", GraphAction),
+    ("adjacency", AdjacencyAction),
     ("invariant", InvariantAction),
     ("regular", RegularAction),
 ]:
@@ -34,6 +36,7 @@ for _name, _cls in [
 
 __all__ = [
     "Action",
+    "AdjacencyAction",
     "ActionSpec",
     "Copies",
     "group_copies",

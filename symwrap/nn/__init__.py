@@ -11,6 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from .egnn import EGNN, EGNNDynamics, EGNNLayer
+from .permutation_interface import (
+    GINInterface,
+    hard_permutation,
+    permutation_penalty,
+    sinkhorn,
+    soft_sort,
+    straight_through_permutation,
+)
 from .transformer import ParticleTransformer
 from .vector_neurons import (
     VNEdgeConv,
@@ -52,5 +60,11 @@ __all__ = [
     "knn_edge_features",
     "complete_frame",
     "gram_schmidt",
+    "GINInterface",
+    "soft_sort",
+    "sinkhorn",
+    "hard_permutation",
+    "straight_through_permutation",
+    "permutation_penalty",
     *_ESCNN_NAMES,
 ]
