@@ -43,6 +43,12 @@ class AdjacencyAction(Action):
         rows = permute_members(x, permutation)
         return permute_members(rows.transpose(1, 2), permutation).transpose(1, 2)
 
+    def permute_by_matrix(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        matrix = matrix.to(x.dtype)
+        if x.ndim == 3:
+            return matrix @ x @ matrix.transpose(1, 2)
+        return torch.einsum("bij,bjkf,blk->bilf", matrix, x, matrix)
+
     def members(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Node features (the degree, and the node's self-loop weight) and the (B, N, N) adjacency."""
         adjacency = x if x.ndim == 3 else x.abs().sum(-1)

@@ -80,6 +80,16 @@ class Action(ABC):
             )
         return group.sized(*size)
 
+    def members(self, x: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What a permutation interface network reads: per-member features (B, N, F) and a dense
+        (B, N, N) adjacency, or ``None`` for a set without edges."""
+        raise ActionError(f"{self.name!r} data {self.layout} has no set members to read")
+
+    def permute_by_matrix(self, x: Any, matrix: torch.Tensor) -> Any:
+        """Move the members by (B, N, N) matrices: ``matrix[b] @ members``. With the 0/1 matrix of a
+        permutation this is its action; with a relaxed one it carries gradients to the matrix."""
+        raise ActionError(f"{self.name!r} data {self.layout} has no set members to permute")
+
     def positions(self, x: Any) -> torch.Tensor | None:
         """The (B, N, d) positions in ``x`` that frames are computed from, if it has any."""
         return None

@@ -37,6 +37,12 @@ class PointsAction(Action):
     def positions(self, x):
         return x if self.translates else None
 
+    def members(self, x):
+        return x, None
+
+    def permute_by_matrix(self, x, matrix):
+        return matrix.to(x.dtype) @ x
+
     def act(self, group, g, x):
         self._check_element_count(g, group, x.shape[0])
         linear, translation, permutation = self._group_parts(group, g, x.dtype)
@@ -75,6 +81,17 @@ class ScalarsAction(Action):
         self._check_element_count(g, group, x.shape[0])
         permutation = group.permutation_part(g) if group.has_permutation else None
         return x if permutation is None else permute_members(x, permutation)
+
+    def members(self, x):
+        features = x.unsqueeze(-1) if x.ndim == 2 else x
+        if not torch.is_floating_point(features):
+            features = features.to(torch.get_default_dtype())
+        return features, None
+
+    def permute_by_matrix(self, x, matrix):
+        if x.ndim == 2:
+            return (matrix.to(x.dtype) @ x.unsqueeze(-1)).squeeze(-1)
+        return matrix.to(x.dtype) @ x
 
 
 class SetAction(ScalarsAction):

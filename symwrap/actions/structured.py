@@ -83,6 +83,24 @@ class DictAction(Action):
                 return found
         return None
 
+    def members(self, x):
+        x = self._require_dict(x)
+        features, adjacency = [], None
+        for key, action in self.fields.items():
+            try:
+                field_features, field_adjacency = action.members(x[key])
+            except ActionError:
+                continue
+            features.append(field_features.to(torch.get_default_dtype()))
+            adjacency = adjacency if adjacency is not None else field_adjacency
+        if not features:
+            raise ActionError(f"no field of {sorted(self.fields)} has set members to read")
+        return torch.cat(features, dim=-1), adjacency
+
+    def permute_by_matrix(self, x, matrix):
+        x = self._require_dict(x)
+        return {key: action.permute_by_matrix(x[key], matrix) for key, action in self.fields.items()}
+
     def probe(self, x):
         x = self._require_dict(x)
         tensors = [action.probe(x[key]) for key, action in self.fields.items()]

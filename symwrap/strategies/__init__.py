@@ -5,7 +5,14 @@ from .base import StrategyConfig, SymmetricModel
 from .canonicalization import Canonicalization, CanonicalizationConfig
 from .registry import get_strategy, list_strategies, register_strategy
 from .remul import Remul, RemulConfig
-from .symmetrization import AveragingConfig, FrameAveraging, FramesConfig, GroupAveraging
+from .symmetrization import (
+    AveragingConfig,
+    FrameAveraging,
+    FramesConfig,
+    GroupAveraging,
+    ProbabilisticSymmetrization,
+    SymmetrizationConfig,
+)
 
 __all__ = [
     "StrategyConfig",
@@ -24,4 +31,6 @@ __all__ = [
     "GroupAveraging",
     "FramesConfig",
     "FrameAveraging",
+    "ProbabilisticSymmetrization",
+    "SymmetrizationConfig",
 ]

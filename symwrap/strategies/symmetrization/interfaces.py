@@ -1,0 +1,143 @@
+"""Interface networks of probabilistic symmetrization: for an input x and noise ε, a group
+element g = q(x, ε) with q(h·x, h·ε) = h·q(x, ε). With noise whose distribution is invariant,
+the distribution p(g|x) is equivariant, and E_{g~p(g|x)} g·φ(g⁻¹·x) is equivariant for any φ.
+
+One interface per group family, chosen from what the group is made of (never from the data's
+modality): permutations (a GIN-style network over the action's members, sorted), rotations of
+3-D space (Vector Neurons and Gram–Schmidt), finite planar groups on images (escnn scores and
+Gumbel noise).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import ConfigError, IncompatibleGroupError
+from ...groups import Element, Group
+from .config import SymmetrizationConfig
+
+
+class Sample(NamedTuple):
+    """Sampled elements for a (k·B) batch, and what the straight-through path needs."""
+
+    elements: Element
+    #: ``(k·B, N, N)`` matrices with the value of ``matrix(g⁻¹)`` and the gradient of their relaxation
+    matrices: torch.Tensor | None = None
+    #: ``(k·B, |G|)`` weights with one-hot value and softmax gradient over the group's elements
+    weights: torch.Tensor | None = None
+    #: mean squared gap between the relaxed and the hard choice (the penalty term)
+    gap: torch.Tensor | None = None
+
+
+class PermutationInterface(nn.Module):
+    """S_n: node scores from a GIN-style network on the members and per-node Gaussian noise, sorted.
+
+    The hard permutation is the argsort of the scores; the gradient flows through SoftSort and
+    Sinkhorn (straight-through), and the gap between the two is penalised.
+    """
+
+    def __init__(self, config: SymmetrizationConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.network: nn.Module | None = None
+        if config.in_features is not None:
+            self.network = self._build(config.in_features)
+
+    def _build(self, in_features: int) -> nn.Module:
+        from ...nn import GINInterface
+
+        return GINInterface(in_features, hidden=self.config.hidden, layers=self.config.layers,
+                            noise_scale=self.config.noise_scale, noise_dim=self.config.noise_dim)
+
+    def forward(self, action, group: Group, x: Any, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None) -> Sample:
+        """Elements for the batch ``x``; ``noise`` (B, N, noise_dim) replaces the drawn noise."""
+        from ...nn import straight_through_permutation
+
+        features, adjacency = action.members(x)
+        if self.network is None:
+            self.network = self._build(features.shape[-1]).to(features.device)
+        if noise is None:
+            noise = self.network.sample_noise(features.shape[0], features.shape[1], generator=generator,
+                                              device=features.device, dtype=features.dtype)
+        scores = self.network(features, adjacency, noise=noise)
+        hard, soft, elements = straight_through_permutation(scores, self.config.tau, self.config.sinkhorn_iterations)
+        return Sample(elements, matrices=hard, gap=((soft - hard.detach()) ** 2).mean())
+
+
+class RotationInterface(nn.Module):
+    """O(3)/SO(3) (and E(3)/SE(3) with the centroid as translation): three vectors from a Vector-Neuron
+    network on the centred points plus isotropic Gaussian noise, made orthonormal by Gram–Schmidt."""
+
+    def __init__(self, group: Group, config: SymmetrizationConfig) -> None:
+        super().__init__()
+        from ...nn import VNFrameNet
+
+        if group.dim != 3:
+            raise IncompatibleGroupError(f"the rotation interface works in 3-D; {group.name} acts on R^{group.dim}")
+        self.network = VNFrameNet(hidden=config.hidden, layers=config.layers)
+        self.special = group.special
+        self.noise_scale = config.frame_noise_scale
+
+    def forward(self, action, group: Group, x: Any, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None) -> Sample:
+        """Elements for the batch ``x``; ``noise`` (B, N, 3), in units of the cloud's radius, replaces
+        the drawn noise (it rotates with the points: pass ``h·noise`` with ``h·x``)."""
+        from ...nn import gram_schmidt
+
+        points = action.positions(x)
+        if points is None:
+            raise ConfigError(f"the rotation interface reads point positions; input {action.spec()!r} has none")
+        centroid = points.mean(dim=1)
+        centred = points - centroid.unsqueeze(1)
+        scale = centred.pow(2).sum(-1).mean(1).sqrt().clamp_min(1e-6)[:, None, None]
+        if noise is None:
+            noise = torch.randn(points.shape, generator=generator, device=points.device, dtype=points.dtype)
+        frame = gram_schmidt(self.network(centred + self.noise_scale * scale * noise), special=self.special)
+        translation = centroid if group.has_translation else None
+        return Sample(group.from_parts(linear=frame, translation=translation))
+
+
+class FiniteInterface(nn.Module):
+    """C_n/D_n on images: regular-representation scores from an escnn CNN plus Gumbel noise; the
+    element is the arg-max (straight-through softmax weights over the copies for the gradient)."""
+
+    def __init__(self, group: Group, config: SymmetrizationConfig) -> None:
+        super().__init__()
+        from ...nn import RegularCanonicalizerCNN
+
+        self.network = RegularCanonicalizerCNN(group, config.in_channels, hidden=config.hidden)
+        self.temperature = config.temperature
+
+    def forward(self, action, group: Group, x: Any, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None) -> Sample:
+        """Elements for the images ``x``; ``noise`` (B, |G|) Gumbel variables replace the drawn ones
+        (they move by the regular action: pass ``h·noise`` with ``h·x``)."""
+        logits = self.network(x) / self.temperature
+        if noise is None:
+            uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+            noise = -torch.log(-torch.log(uniform.clamp(1e-9, 1 - 1e-9)))
+        perturbed = logits + noise
+        index = perturbed.argmax(dim=1)
+        soft = torch.softmax(perturbed, dim=1)
+        weights = F.one_hot(index, logits.shape[1]).to(soft) - soft.detach() + soft
+        elements = group.elements(device=logits.device)[index]
+        return Sample(elements, weights=weights)
+
+
+def build_interface(group: Group, config: SymmetrizationConfig) -> nn.Module:
+    """The interface network for ``group``, from what its elements are made of."""
+    if group.has_permutation and not group.has_linear and not group.has_translation:
+        return PermutationInterface(config)
+    if group.is_finite and not group.has_permutation:
+        return FiniteInterface(group, config)
+    if group.has_linear and not group.has_permutation:
+        return RotationInterface(group, config)
+    raise IncompatibleGroupError(
+        f"there is no default interface network for {group.name}; pass interface_network= "
+        "(a module mapping (action, group, x, generator) to a Sample)"
+    )

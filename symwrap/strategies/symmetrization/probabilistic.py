@@ -1,0 +1,87 @@
+"""Probabilistic symmetrization: f(x) = E_{g~p(g|x)} g·φ(g⁻¹·x) with a learned, equivariant
+p(g|x) (Kim et al., "Learning Probabilistic Symmetrization for Architecture Agnostic
+Equivariance", NeurIPS 2023). Equivariant in distribution for ANY backbone φ; the k samples
+are one backbone call on a k·B batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...groups import Group
+from ..base import SymmetricModel
+from ..registry import register_strategy
+from .config import SymmetrizationConfig
+from .interfaces import Sample, build_interface
+
+
+@register_strategy("symmetrization")
+class ProbabilisticSymmetrization(SymmetricModel):
+    """``wrap(backbone, group="S", strategy="symmetrization", input="adjacency", output="invariant")``.
+
+    The interface network (``model.interface``) is chosen by the group: permutations, 3-D rotations
+    (with translations), or C_n/D_n on images; pass your own with ``interface_network=``. Train with
+    ``model.loss(model(x), y, x)["total"]``: the task loss plus the ``penalty`` that keeps the relaxed
+    permutation close to the hard one.
+    """
+
+    config_class = SymmetrizationConfig
+    config: SymmetrizationConfig
+    module_arguments = ("interface_network",)
+
+    def __init__(self, backbone: nn.Module, group: Group, input_action, output_action,
+                 config: SymmetrizationConfig, interface_network: nn.Module | None = None) -> None:
+        super().__init__(backbone, group, input_action, output_action, config)
+        self.interface = interface_network if interface_network is not None else build_interface(group, config)
+        self._last_gap: torch.Tensor | None = None
+
+    def sample(self, x: Any, k: int = 1, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> tuple[Group, Any, Sample]:
+        """``k`` elements per input from p(g|x): the bound group, the repeated batch (copy-major) and the
+        sample. ``noise`` for the k·B repeated batch fixes the interface's randomness."""
+        x_rep = self.input_action.repeat(x, k)
+        group = self.input_action.bind(self.group, x_rep)
+        if noise is None:
+            return group, x_rep, self.interface(self.input_action, group, x_rep, generator)
+        return group, x_rep, self.interface(self.input_action, group, x_rep, generator, noise=noise)
+
+    def forward(self, x: Any) -> Any:
+        k = self.config.num_samples_train if self.training else self.config.num_samples_eval
+        return self.symmetrize(x, k)
+
+    def symmetrize(self, x: Any, k: int, noise: torch.Tensor | None = None) -> Any:
+        """The k-sample estimate of E_{g~p(g|x)} g·φ(g⁻¹·x); ``noise`` as in :meth:`sample`.
+
+        Given the same noise moved with the input (``h·x`` with ``h·noise``), the estimate is
+        exactly equivariant; with fresh noise it is equivariant in distribution.
+        """
+        self._check_input(x)
+        probe = self.input_action.probe(x)
+        group, x_rep, sample = self.sample(x, k, self.generator_for(probe.device), noise=noise)
+        canonical = self._inverse_act(group, sample, x_rep)
+        y = self.backbone(canonical)
+        self._last_gap = sample.gap
+        return self.output_action.mean(self.output_action.act(group, sample.elements, y), k)
+
+    def _inverse_act(self, group: Group, sample: Sample, x: Any) -> Any:
+        """g⁻¹·x, carrying the straight-through gradient to the interface while training."""
+        straight_through = self.training and self.config.gradient == "straight_through"
+        if straight_through and sample.matrices is not None and hasattr(self.input_action, "permute_by_matrix"):
+            return self.input_action.permute_by_matrix(x, sample.matrices)
+        if straight_through and sample.weights is not None and isinstance(x, torch.Tensor):
+            elements = group.elements(device=x.device)
+            order = elements.shape[0]
+            batch = self.input_action.batch_size(x)
+            copies = self.input_action.act(
+                group, group.inverse(elements.repeat_interleave(batch, 0)), self.input_action.repeat(x, order)
+            ).reshape(order, batch, *x.shape[1:])
+            return torch.einsum("bk,kb...->b...", sample.weights.to(x.dtype), copies)
+        return self.input_action.act(group, group.inverse(sample.elements), x)
+
+    def auxiliary_loss(self, x: Any) -> dict[str, torch.Tensor]:
+        """``penalty``: the weighted gap between the relaxed and the hard permutation of the last call."""
+        if self._last_gap is None or not self.config.penalty_weight:
+            return {}
+        return {"penalty": self.config.penalty_weight * self._last_gap}

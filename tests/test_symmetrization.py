@@ -1,0 +1,157 @@
+import pytest
+import torch
+from torch import nn
+
+import symwrap
+from symwrap.errors import ConfigError
+from symwrap.metrics import equivariance_error
+
+N = 7
+
+
+def mlp_over_adjacency(n=N, out=3):
+    return nn.Sequential(nn.Flatten(), nn.Linear(n * n, 32), nn.Tanh(), nn.Linear(32, out))
+
+
+def random_graphs(batch, n=N, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    upper = (torch.rand(batch, n, n, generator=generator) < 0.4).float().triu(1)
+    return upper + upper.transpose(1, 2)
+
+
+def graph_model(**config):
+    torch.manual_seed(0)
+    return symwrap.wrap(mlp_over_adjacency(), group="S", strategy="symmetrization", input="adjacency",
+                        output="invariant", **config)
+
+
+def test_permutation_sample_is_equivariant_for_noise_moved_with_the_input():
+    model = graph_model()
+    x = random_graphs(6)
+    noise = torch.randn(6, N, 1)
+    group = symwrap.get_group("S").sized(N)
+    h = group.sample(6, generator=torch.Generator().manual_seed(1))
+    moved_x = symwrap.get_action("adjacency").act(group, h, x)
+    moved_noise = symwrap.get_action("scalars").act(group, h, noise)
+    _, _, sample = model.sample(x, noise=noise)
+    _, _, moved = model.sample(moved_x, noise=moved_noise)
+    assert torch.equal(moved.elements, group.compose(h, sample.elements))
+    with torch.no_grad():  # so the symmetrized model is exactly invariant for that noise
+        assert torch.equal(model.eval().symmetrize(moved_x, 1, noise=moved_noise),
+                           model.symmetrize(x, 1, noise=noise))
+
+
+def test_equivariance_error_falls_as_more_samples_are_drawn():
+    model = graph_model(seed=0).eval()
+    x = random_graphs(32)
+    errors = {}
+    for k in (1, 32):
+        model.config.num_samples_eval = k
+        errors[k] = equivariance_error(model, x, "S", input="adjacency", output="invariant", n=4)
+    assert errors[32] < 0.5 * errors[1], errors
+
+
+def test_variance_of_the_estimate_falls_as_k_grows():
+    model = graph_model().eval()
+    x = random_graphs(4)
+    spread = {}
+    with torch.no_grad():
+        for k in (1, 16):
+            estimates = torch.stack([model.symmetrize(x, k) for _ in range(20)])
+            spread[k] = float(estimates.var(dim=0).mean())
+    assert spread[16] < spread[1] / 4, spread
+
+
+@pytest.mark.parametrize("gradient", ["straight_through", "none"])
+def test_gradients_reach_the_interface_through_the_straight_through_path(gradient):
+    model = graph_model(gradient=gradient, penalty_weight=0.0).train()
+    x = random_graphs(8)
+    terms = model.loss(model(x), torch.randint(3, (8,)), x)
+    terms["total"].backward()
+    interface_grad = sum(float(p.grad.abs().sum()) for p in model.interface.parameters() if p.grad is not None)
+    assert (interface_grad > 0) == (gradient == "straight_through")
+    assert all(p.grad is not None for p in model.backbone.parameters())
+
+
+def test_penalty_term_keeps_soft_and_hard_permutations_close():
+    model = graph_model(penalty_weight=1.0).train()
+    x = random_graphs(4)
+    terms = model.loss(model(x), torch.randint(3, (4,)), x)
+    assert set(terms) == {"task", "penalty", "total"} and terms["penalty"] >= 0
+
+
+@pytest.mark.parametrize("case", ["isolated", "one_node", "identical"])
+def test_awkward_graphs_and_sets_work(case):
+    if case == "one_node":
+        model = symwrap.wrap(nn.Sequential(nn.Flatten(), nn.Linear(1, 2)), group="S", strategy="symmetrization",
+                             input="adjacency", output="invariant")
+        x = torch.zeros(3, 1, 1)
+    elif case == "isolated":
+        model, x = graph_model(), torch.zeros(3, N, N)
+        x[:, 0, 1] = x[:, 1, 0] = 1.0  # one edge, five isolated nodes
+    else:  # a set of identical members: the noise breaks the ties
+        model = symwrap.wrap(nn.Sequential(nn.Flatten(), nn.Linear(N * 2, 2)), group="S",
+                             strategy="symmetrization", input="set", output="invariant")
+        x = torch.ones(3, N, 2)
+    out = model.train()(x)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    with torch.no_grad():
+        assert torch.isfinite(model.eval()(x)).all()
+
+
+@pytest.mark.parametrize("group_name", ["SO3", "O3", "SE3"])
+def test_rotation_sample_is_equivariant_for_noise_moved_with_the_input(group_name):
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(30, 3)).double()
+    model = symwrap.wrap(backbone, group=group_name, strategy="symmetrization", input="points", output="vector",
+                         frame_noise_scale=0.1).double()
+    model.interface.double()
+    group, points = symwrap.get_group(group_name), symwrap.get_action("points")
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(5, 10, 3, generator=generator, dtype=torch.float64)
+    noise = torch.randn(5, 10, 3, generator=generator, dtype=torch.float64)
+    h = group.sample(5, generator=generator, dtype=torch.float64)
+    rotation = group.linear_part(h, dtype=torch.float64)
+    _, _, sample = model.sample(x, noise=noise)
+    _, _, moved = model.sample(points.act(group, h, x), noise=noise @ rotation.transpose(1, 2))
+    assert group.allclose(moved.elements, group.compose(h, sample.elements), atol=1e-9)
+    with torch.no_grad():
+        out = model.eval().symmetrize(x, 1, noise=noise)
+        moved_out = model.symmetrize(points.act(group, h, x), 1, noise=noise @ rotation.transpose(1, 2))
+    assert torch.allclose(moved_out, (rotation @ out.unsqueeze(-1)).squeeze(-1), atol=1e-9)
+
+
+def test_rotation_symmetrization_without_noise_is_exact_in_float32():
+    torch.manual_seed(0)
+    model = symwrap.wrap(nn.Sequential(nn.Flatten(), nn.Linear(30, 3)), group="SO3", strategy="symmetrization",
+                         input="points", output="vector", frame_noise_scale=0.0)
+    assert model.eval().equivariance_error(torch.randn(16, 10, 3)) <= 1e-5
+
+
+def test_cyclic_image_sample_is_equivariant_for_gumbel_noise_moved_with_the_input():
+    pytest.importorskip("escnn")
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, 3))
+    model = symwrap.wrap(backbone, group="C4", strategy="symmetrization", input="image", output="invariant",
+                         in_channels=1, hidden=4)
+    group, image, regular = symwrap.get_group("C4"), symwrap.get_action("image"), symwrap.get_action("regular")
+    x = torch.randn(6, 1, 16, 16)
+    noise = torch.randn(6, 4)
+    h = torch.tensor([0, 1, 2, 3, 1, 3])
+    _, _, sample = model.sample(x, noise=noise)
+    _, _, moved = model.sample(image.act(group, h, x), noise=regular.act(group, h, noise))
+    assert torch.equal(moved.elements, group.compose(h, sample.elements))
+    model.train()
+    out = model(x)
+    out.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.interface.parameters())
+
+
+def test_configuration_errors():
+    with pytest.raises(ConfigError, match="gradient"):
+        graph_model(gradient="reinforce")
+    with pytest.raises(ConfigError, match="tau"):
+        graph_model(tau=0.0)
+    with pytest.raises(symwrap.errors.IncompatibleGroupError, match="interface"):
+        symwrap.wrap(nn.Linear(3, 3), group="E3xS", strategy="symmetrization", input="points", output="points")
