@@ -40,6 +40,20 @@ def test_quick_nbody_benchmark_table_and_remul_lowers_the_equivariance_error(tmp
     assert (tmp_path / "nbody.csv").read_text().startswith("n_train,method,mse")
 
 
+def test_quick_graphs_benchmark_symmetrization_beats_message_passing(tmp_path, capsys):
+    pytest.importorskip("torch_geometric")
+    from symwrap.benchmarks.graphs import METHODS
+
+    result = run_benchmark("graphs", quick=True, output_dir=tmp_path)
+    assert "epoch_time_vs_mlp" in capsys.readouterr().out
+    rows = result["rows"]
+    assert [(r["dataset"], r["method"]) for r in rows] == [(d, m) for d in ("CSL", "EXP") for m in METHODS]
+    accuracy = {(r["dataset"], r["method"]): r["accuracy"] for r in rows}
+    assert accuracy[("CSL", "MLP + probabilistic symmetrization")] > accuracy[("CSL", "GIN (1-WL)")] + 0.3
+    assert accuracy[("CSL", "GIN (1-WL)")] <= 0.2  # 1-WL cannot separate the classes: chance is 0.1
+    assert (tmp_path / "graphs.csv").read_text().startswith("dataset,method,accuracy")
+
+
 def test_unknown_benchmark_lists_the_valid_names():
     with pytest.raises(UnknownBenchmarkError, match="canonicalization"):
         run_benchmark("nbody-ish")

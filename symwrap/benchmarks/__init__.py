@@ -32,7 +32,7 @@ def register_benchmark(name: str) -> Callable[[Callable[..., dict[str, Any]]], C
 
 def run_benchmark(name: str, *, quick: bool = False, output_dir: str | Path | None = None) -> dict[str, Any]:
     """Run a registered benchmark, print its table, write ``<name>.csv`` and ``<name>.json``."""
-    from . import canonicalization, nbody  # noqa: F401  - they register themselves
+    from . import canonicalization, graphs, nbody  # noqa: F401  - they register themselves
 
     if name not in BENCHMARKS:
         raise UnknownBenchmarkError(name, BENCHMARKS)

@@ -24,6 +24,9 @@ class SymmetrizationConfig(StrategyConfig):
             before the rotation interface builds a frame, relative to the cloud's RMS radius; it
             keeps symmetric and degenerate clouds from collapsing the frame.
         noise_dim: noise channels per member for permutation groups.
+        noise_diffusion_steps: lazy random-walk steps that smooth the per-node noise over the
+            graph before it is scored (graphs only), so that the sampled node order follows the
+            graph's structure; the first noise channel is also the starting score.
         hidden: width of the default interface network.
         layers: layers of the default interface network.
         in_features: member features the permutation interface reads (default: from the first batch).
@@ -43,6 +46,7 @@ class SymmetrizationConfig(StrategyConfig):
     noise_scale: float = 1.0
     frame_noise_scale: float = 0.01
     noise_dim: int = 1
+    noise_diffusion_steps: int = 30
     hidden: int = 64
     layers: int = 3
     in_features: int | None = None
@@ -66,5 +70,7 @@ class SymmetrizationConfig(StrategyConfig):
         for name in ("tau", "temperature"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0; got {getattr(self, name)}")
+        if self.noise_diffusion_steps < 0:
+            raise ConfigError(f"noise_diffusion_steps must be >= 0; got {self.noise_diffusion_steps}")
         if self.in_features is not None and self.in_features < 0:
             raise ConfigError(f"in_features must be >= 0; got {self.in_features}")

@@ -50,8 +50,12 @@ class PermutationInterface(nn.Module):
     def _build(self, in_features: int) -> nn.Module:
         from ...nn import GINInterface
 
-        return GINInterface(in_features, hidden=self.config.hidden, layers=self.config.layers,
-                            noise_scale=self.config.noise_scale, noise_dim=self.config.noise_dim)
+        network = GINInterface(in_features, hidden=self.config.hidden, layers=self.config.layers,
+                               noise_scale=self.config.noise_scale, noise_dim=self.config.noise_dim)
+        last = network.head[-1]
+        nn.init.zeros_(last.weight)  # start from the diffused-noise order; training adjusts it
+        nn.init.zeros_(last.bias)
+        return network
 
     def forward(self, action, group: Group, x: Any, generator: torch.Generator | None = None,
                 noise: torch.Tensor | None = None) -> Sample:
@@ -60,13 +64,30 @@ class PermutationInterface(nn.Module):
 
         features, adjacency = action.members(x)
         if self.network is None:
-            self.network = self._build(features.shape[-1]).to(features.device)
+            self.network = self._build(features.shape[-1]).to(device=features.device, dtype=features.dtype)
         if noise is None:
             noise = self.network.sample_noise(features.shape[0], features.shape[1], generator=generator,
                                               device=features.device, dtype=features.dtype)
-        scores = self.network(features, adjacency, noise=noise)
+        if adjacency is not None:
+            noise = diffuse(noise, adjacency, self.config.noise_diffusion_steps)
+        scores = noise[..., 0] + self.network(features, adjacency, noise=noise)
         hard, soft, elements = straight_through_permutation(scores, self.config.tau, self.config.sinkhorn_iterations)
         return Sample(elements, matrices=hard, gap=((soft - hard.detach()) ** 2).mean())
+
+
+def diffuse(noise: torch.Tensor, adjacency: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` steps of a lazy random walk, ``h ← (h + D⁻¹ A h) / 2``, applied to per-node noise.
+
+    Smoothed over the graph, i.i.d. noise becomes a random field whose sorted order follows the
+    graph (neighbours get nearby positions), so a backbone reading the permuted adjacency sees a
+    structured, banded matrix instead of a random relabelling. It commutes with relabelling the
+    nodes, so the sample stays equivariant.
+    """
+    adjacency = adjacency.to(noise.dtype)
+    degree = adjacency.sum(-1, keepdim=True).clamp_min(1.0)
+    for _ in range(steps):
+        noise = 0.5 * noise + 0.5 * (adjacency @ noise) / degree
+    return noise
 
 
 class RotationInterface(nn.Module):
