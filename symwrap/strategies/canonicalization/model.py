@@ -36,7 +36,9 @@ MAX_SCORED_ORDER = 1024
 
 @register_strategy("canonicalization")
 class Canonicalization(SymmetricModel):
-    """``wrap(backbone, group="C8", strategy="canonicalization", input="image", output="invariant")``.
+    """The backbone sees each input in a canonical pose picked by a learned canonicalizer; outputs are moved back.
+
+    ``wrap(backbone, group="C8", strategy="canonicalization", input="image", output="invariant")``
 
     Pass your own canonicalizer network with ``canonicalizer_network=``: for the
     contrastive canonicalizer any module giving (N, embedding_dim) embeddings (finite

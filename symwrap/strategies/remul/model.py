@@ -24,7 +24,9 @@ from .weighting import GradNorm, SymmetryLevels
 
 @register_strategy("remul")
 class Remul(SymmetricModel):
-    """``wrap(model, group="SO3", strategy="remul", input="points", output="points", beta=1.0)``.
+    """Trains the unconstrained backbone with α·task + β·equivariance losses; inference is the bare backbone.
+
+    ``wrap(model, group="SO3", strategy="remul", input="points", output="points", beta=1.0)``
 
     ``group`` may be a list of groups (``["SO2z", "SO3"]``) or a dict of groups and their β.
     Train with ``model.loss(model(x), y, x)["total"]``: the dict also holds the weighted

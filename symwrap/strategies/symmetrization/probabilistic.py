@@ -19,7 +19,9 @@ from .interfaces import Sample, build_interface
 
 @register_strategy("symmetrization")
 class ProbabilisticSymmetrization(SymmetricModel):
-    """``wrap(backbone, group="S", strategy="symmetrization", input="adjacency", output="invariant")``.
+    """Averages the backbone over k elements sampled from a learned, equivariant p(g|x), all in one call.
+
+    ``wrap(backbone, group="S", strategy="symmetrization", input="adjacency", output="invariant")``
 
     The interface network (``model.interface``) is chosen by the group: permutations, 3-D rotations
     (with translations), or C_n/D_n on images; pass your own with ``interface_network=``. Train with
