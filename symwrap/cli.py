@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     commands.add_parser("groups", help="list the registered groups, actions and strategies")
     bench = commands.add_parser("bench", help="run a benchmark; prints its table and writes it as CSV and JSON")
-    bench.add_argument("name", help="the benchmark: canonicalization")
+    bench.add_argument("name", help="the benchmark: canonicalization, nbody, graphs")
+    bench.add_argument("--strategy", default=None,
+                       help="benchmarks that compare strategies: which one (nbody: remul or symmetrization)")
     bench.add_argument("--quick", action="store_true", help="a small, fast version (a smoke test)")
     bench.add_argument(
         "--output-dir", default="outputs/bench", help="where the CSV and JSON go (default: %(default)s)"
@@ -118,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "bench":
             from .benchmarks import run_benchmark
 
-            run_benchmark(args.name, quick=args.quick, output_dir=args.output_dir)
+            run_benchmark(args.name, quick=args.quick, output_dir=args.output_dir, strategy=args.strategy)
     except SymwrapError as error:
         print(f"symwrap {args.command}: {error}", file=sys.stderr)
         return 1

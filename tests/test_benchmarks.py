@@ -3,6 +3,7 @@ import json
 import pytest
 
 from symwrap.benchmarks import UnknownBenchmarkError, run_benchmark
+from symwrap.errors import ConfigError
 
 
 def test_quick_canonicalization_benchmark_prints_and_writes_its_tables(tmp_path, capsys):
@@ -38,6 +39,25 @@ def test_quick_nbody_benchmark_table_and_remul_lowers_the_equivariance_error(tmp
     assert [r["beta"] for r in result["sweep"]] == list(result["settings"]["sweep_betas"])
     assert (tmp_path / "nbody_beta_sweep.png").stat().st_size > 1000
     assert (tmp_path / "nbody.csv").read_text().startswith("n_train,method,mse")
+
+
+def test_quick_nbody_symmetrization_benchmark_compares_the_symmetrizations(tmp_path):
+    pytest.importorskip("escnn")
+    from symwrap.benchmarks.nbody import SYMMETRIZATION_METHODS
+
+    result = run_benchmark("nbody", quick=True, output_dir=tmp_path, strategy="symmetrization")
+    rows = {r["method"]: r for r in result["rows"]}
+    assert list(rows) == list(SYMMETRIZATION_METHODS)
+    for exact in ("transformer + frame averaging", "transformer + canonicalization"):
+        assert rows[exact]["equivariance_error"] < 1e-5
+    for sampled in ("transformer + group averaging", "transformer + probabilistic symmetrization"):
+        assert rows[sampled]["equivariance_error"] < rows["transformer"]["equivariance_error"]
+    assert (tmp_path / "nbody_symmetrization.csv").is_file()
+
+
+def test_benchmarks_without_strategy_variants_refuse_one():
+    with pytest.raises(ConfigError, match="no --strategy"):
+        run_benchmark("graphs", quick=True, strategy="remul")
 
 
 def test_quick_graphs_benchmark_symmetrization_beats_message_passing(tmp_path, capsys):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import UnknownNameError
+from ..errors import ConfigError, UnknownNameError
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
 
@@ -30,23 +30,33 @@ def register_benchmark(name: str) -> Callable[[Callable[..., dict[str, Any]]], C
     return decorator
 
 
-def run_benchmark(name: str, *, quick: bool = False, output_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run a registered benchmark, print its table, write ``<name>.csv`` and ``<name>.json``."""
+def run_benchmark(name: str, *, quick: bool = False, output_dir: str | Path | None = None,
+                  strategy: str | None = None) -> dict[str, Any]:
+    """Run a registered benchmark, print its table, write ``<name>.csv`` and ``<name>.json``.
+
+    ``strategy`` picks the variant of benchmarks that compare strategies (``nbody``).
+    """
     from . import canonicalization, graphs, nbody  # noqa: F401  - they register themselves
 
     if name not in BENCHMARKS:
         raise UnknownBenchmarkError(name, BENCHMARKS)
     function = BENCHMARKS[name]
-    options = {"output_dir": output_dir} if "output_dir" in inspect.signature(function).parameters else {}
+    parameters = inspect.signature(function).parameters
+    options: dict[str, Any] = {"output_dir": output_dir} if "output_dir" in parameters else {}
+    if strategy is not None:
+        if "strategy" not in parameters:
+            raise ConfigError(f"benchmark {name!r} has no --strategy variants; got {strategy!r}")
+        options["strategy"] = strategy
     result = function(quick=quick, **options)
     print(result["text"])
     if output_dir is not None:
         output = Path(output_dir)
         output.mkdir(parents=True, exist_ok=True)
         rows = result["rows"]
-        with open(output / f"{name}.csv", "w", newline="") as handle:
+        stem = name if strategy is None else f"{name}_{strategy}"
+        with open(output / f"{stem}.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        (output / f"{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        (output / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
