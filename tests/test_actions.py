@@ -262,7 +262,8 @@ def test_adjacency_action_relabels_rows_and_columns_together():
     assert torch.equal(moved, matrix @ adjacency @ matrix.transpose(1, 2))
     assert torch.equal(action.act(group, group.compose(g, h), adjacency),
                        action.act(group, g, action.act(group, h, adjacency)))
-    features, dense = action.members(adjacency)
+    features, dense, mask = action.members(adjacency)
+    assert mask is None
     assert torch.equal(dense, adjacency) and torch.equal(features[..., 0], adjacency.sum(-1))
     with pytest.raises(symwrap.errors.ActionError, match="square"):
         action.validate(torch.zeros(2, 3, 4))

@@ -156,3 +156,42 @@ def test_configuration_errors():
         graph_model(tau=0.0)
     with pytest.raises(symwrap.errors.IncompatibleGroupError, match="interface"):
         symwrap.wrap(nn.Linear(3, 3), group="E3xS", strategy="symmetrization", input="points", output="points")
+
+
+def test_pyg_graph_batches_of_different_sizes_are_symmetrized():
+    pyg_data = pytest.importorskip("torch_geometric.data")
+    from torch_geometric.nn import global_add_pool
+
+    class NodeSum(nn.Module):
+        """A backbone that depends on the node order: a weight per node position within each graph."""
+
+        def __init__(self):
+            super().__init__()
+            self.position_weight = nn.Parameter(torch.randn(8))
+
+        def forward(self, batch):
+            counts = torch.bincount(batch.batch)
+            local = torch.arange(batch.num_nodes) - (torch.cumsum(counts, 0) - counts)[batch.batch]
+            return global_add_pool(batch.x * self.position_weight[local, None], batch.batch)
+
+    generator = torch.Generator().manual_seed(0)
+    graphs = []
+    for n in (3, 5, 8):
+        edges = torch.randint(n, (2, 2 * n), generator=generator)
+        graphs.append(pyg_data.Data(x=torch.randn(n, 1, generator=generator), edge_index=edges, num_nodes=n))
+    batch = pyg_data.Batch.from_data_list(graphs)
+    torch.manual_seed(0)
+    model = symwrap.wrap(NodeSum(), group="S", strategy="symmetrization", input="graph", output="invariant",
+                         num_samples_eval=4)
+    out = model.eval()(batch)
+    assert out.shape == (3, 1) and torch.isfinite(out).all()
+    noise = torch.randn(3, 8, 1, generator=generator)
+    group = symwrap.get_action("graph").bind(symwrap.get_group("S"), batch)
+    h = group.sample(3, generator=generator)
+    moved = symwrap.get_action("graph").act(group, h, batch)
+    features, _, mask = symwrap.get_action("graph").members(batch)
+    moved_noise = symwrap.get_action("scalars").act(group, h, noise)
+    with torch.no_grad():
+        assert torch.allclose(model.symmetrize(moved, 1, noise=moved_noise), model.symmetrize(batch, 1, noise=noise),
+                              atol=1e-5)
+    model.train()(batch).sum().backward()  # no soft path for edge lists: the hard permutation is used

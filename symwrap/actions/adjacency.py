@@ -18,6 +18,7 @@ class AdjacencyAction(Action):
     """Dense adjacency matrices (B, N, N) or (B, N, N, F): rows and columns permuted together."""
 
     name = "adjacency"
+    soft_permutations = True
     layout = "(B, N, N) or (B, N, N, F): batch, nodes, nodes[, edge features]"
 
     def check_group(self, group):
@@ -49,9 +50,9 @@ class AdjacencyAction(Action):
             return matrix @ x @ matrix.transpose(1, 2)
         return torch.einsum("bij,bjkf,blk->bilf", matrix, x, matrix)
 
-    def members(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def members(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None]:
         """Node features (the degree, and the node's self-loop weight) and the (B, N, N) adjacency."""
         adjacency = x if x.ndim == 3 else x.abs().sum(-1)
         degree = adjacency.sum(-1, keepdim=True)
         loops = torch.diagonal(adjacency, dim1=1, dim2=2).unsqueeze(-1)
-        return torch.cat([degree, loops], dim=-1), adjacency
+        return torch.cat([degree, loops], dim=-1), adjacency, None

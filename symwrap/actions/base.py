@@ -80,9 +80,13 @@ class Action(ABC):
             )
         return group.sized(*size)
 
-    def members(self, x: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What a permutation interface network reads: per-member features (B, N, F) and a dense
-        (B, N, N) adjacency, or ``None`` for a set without edges."""
+    #: whether :meth:`permute_by_matrix` works (relaxed permutations can carry gradients)
+    soft_permutations: bool = False
+
+    def members(self, x: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """What a permutation interface network reads: per-member features (B, N, F), a dense
+        (B, N, N) adjacency (``None`` for a set without edges) and a (B, N) mask of real members
+        (``None`` when every member is real)."""
         raise ActionError(f"{self.name!r} data {self.layout} has no set members to read")
 
     def permute_by_matrix(self, x: Any, matrix: torch.Tensor) -> Any:

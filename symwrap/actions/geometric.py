@@ -37,8 +37,10 @@ class PointsAction(Action):
     def positions(self, x):
         return x if self.translates else None
 
+    soft_permutations = True
+
     def members(self, x):
-        return x, None
+        return x, None, None
 
     def permute_by_matrix(self, x, matrix):
         return matrix.to(x.dtype) @ x
@@ -65,6 +67,8 @@ class VectorsAction(PointsAction):
 class ScalarsAction(Action):
     """Per-point scalars (B, N) or (B, N, F) such as charges or atom types: only permuted."""
 
+    soft_permutations = True
+
     name = "scalars"
     layout = "(B, N) or (B, N, F): batch, set members, features"
 
@@ -86,7 +90,7 @@ class ScalarsAction(Action):
         features = x.unsqueeze(-1) if x.ndim == 2 else x
         if not torch.is_floating_point(features):
             features = features.to(torch.get_default_dtype())
-        return features, None
+        return features, None, None
 
     def permute_by_matrix(self, x, matrix):
         if x.ndim == 2:

@@ -89,6 +89,23 @@ class GraphAction(Action):
                 return value
         return x.edge_index
 
+    def members(self, x):
+        """Node features ``x`` (ones when the graph has none), the dense adjacency and the mask of real
+        nodes, padded to the batch's largest graph."""
+        from torch_geometric.utils import to_dense_adj, to_dense_batch
+
+        batch = x.batch if getattr(x, "batch", None) is not None else torch.zeros(x.num_nodes, dtype=torch.long)
+        node_features = getattr(x, "x", None)
+        if node_features is None:
+            node_features = torch.ones(x.num_nodes, 1)
+        node_features = node_features.reshape(x.num_nodes, -1)
+        if not torch.is_floating_point(node_features):
+            node_features = node_features.to(torch.get_default_dtype())
+        features, mask = to_dense_batch(node_features, batch, batch_size=self.batch_size(x))
+        adjacency = to_dense_adj(x.edge_index, batch, batch_size=self.batch_size(x),
+                                 max_num_nodes=features.shape[1]).to(features.dtype)
+        return features, adjacency, mask
+
     def flatten(self, y):
         raise ActionError("graph-valued outputs are not supported; return node or graph tensors instead")
 

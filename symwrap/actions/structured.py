@@ -83,19 +83,24 @@ class DictAction(Action):
                 return found
         return None
 
+    @property
+    def soft_permutations(self) -> bool:  # type: ignore[override]
+        return all(action.soft_permutations for action in self.fields.values())
+
     def members(self, x):
         x = self._require_dict(x)
-        features, adjacency = [], None
+        features, adjacency, mask = [], None, None
         for key, action in self.fields.items():
             try:
-                field_features, field_adjacency = action.members(x[key])
+                field_features, field_adjacency, field_mask = action.members(x[key])
             except ActionError:
                 continue
             features.append(field_features.to(torch.get_default_dtype()))
             adjacency = adjacency if adjacency is not None else field_adjacency
+            mask = mask if mask is not None else field_mask
         if not features:
             raise ActionError(f"no field of {sorted(self.fields)} has set members to read")
-        return torch.cat(features, dim=-1), adjacency
+        return torch.cat(features, dim=-1), adjacency, mask
 
     def permute_by_matrix(self, x, matrix):
         x = self._require_dict(x)

@@ -58,7 +58,7 @@ class DegreeOrdering(nn.Module):
     """
 
     def forward(self, action, group, x, generator=None, noise=None) -> Sample:
-        _, adjacency = action.members(x)
+        _, adjacency, _ = action.members(x)
         degree = adjacency.sum(-1)
         score = degree + 1e-3 * (adjacency @ degree.unsqueeze(-1)).squeeze(-1)
         _, elements = hard_permutation(score)

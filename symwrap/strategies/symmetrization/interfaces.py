@@ -62,7 +62,7 @@ class PermutationInterface(nn.Module):
         """Elements for the batch ``x``; ``noise`` (B, N, noise_dim) replaces the drawn noise."""
         from ...nn import straight_through_permutation
 
-        features, adjacency = action.members(x)
+        features, adjacency, mask = action.members(x)
         if self.network is None:
             self.network = self._build(features.shape[-1]).to(device=features.device, dtype=features.dtype)
         if noise is None:
@@ -70,8 +70,9 @@ class PermutationInterface(nn.Module):
                                               device=features.device, dtype=features.dtype)
         if adjacency is not None:
             noise = diffuse(noise, adjacency, self.config.noise_diffusion_steps)
-        scores = noise[..., 0] + self.network(features, adjacency, noise=noise)
-        hard, soft, elements = straight_through_permutation(scores, self.config.tau, self.config.sinkhorn_iterations)
+        scores = noise[..., 0] + self.network(features, adjacency, mask=mask, noise=noise)
+        hard, soft, elements = straight_through_permutation(scores, self.config.tau, self.config.sinkhorn_iterations,
+                                                            mask=mask)
         return Sample(elements, matrices=hard, gap=((soft - hard.detach()) ** 2).mean())
 
 

@@ -70,7 +70,7 @@ class ProbabilisticSymmetrization(SymmetricModel):
     def _inverse_act(self, group: Group, sample: Sample, x: Any) -> Any:
         """g⁻¹·x, carrying the straight-through gradient to the interface while training."""
         straight_through = self.training and self.config.gradient == "straight_through"
-        if straight_through and sample.matrices is not None and hasattr(self.input_action, "permute_by_matrix"):
+        if straight_through and sample.matrices is not None and self.input_action.soft_permutations:
             return self.input_action.permute_by_matrix(x, sample.matrices)
         if straight_through and sample.weights is not None and isinstance(x, torch.Tensor):
             elements = group.elements(device=x.device)
