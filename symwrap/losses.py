@@ -103,10 +103,10 @@ def equivariance_loss(
 
 
 @torch.no_grad()
-def equivariance_errors(
+def errors_from_copies(
     moved: TransformedPredictions, prediction: Any, output_action: Action, eps: float = 1e-12
 ) -> dict[str, float]:
-    """Both equivariance errors of a batch, from predictions already made (no model call).
+    """Both relative equivariance errors of a batch, from predictions already made (no model call).
 
     ``relative`` is E′ = mean_g ‖f(g·x) − g·f(x)‖ / ‖f(x)‖; ``averaged`` is
     E = ‖mean_g g⁻¹·f(g·x) − f(x)‖ / ‖f(x)‖ (REMUL's two metrics), both averaged over the batch.

@@ -14,6 +14,7 @@ import torch
 
 from .actions import Action, ActionSpec, Copies, get_action, group_copies
 from .groups import Group, get_group
+from .losses import TransformedPredictions, errors_from_copies
 
 Model = Callable[[Any], Any]
 
@@ -31,6 +32,28 @@ def _copies(group: Group, action: Action, x: Any, n: int | None, generator: torc
 
 def _reference_norm(output_action: Action, y: Any, k: int) -> torch.Tensor:
     return output_action.flatten(y).norm(dim=1).repeat(k)
+
+
+def equivariance_errors(
+    model: Model,
+    x: Any,
+    group: str | Group,
+    *,
+    input: ActionSpec,
+    output: ActionSpec = "invariant",
+    n: int | None = None,
+    generator: torch.Generator | None = None,
+    eps: float = 1e-12,
+) -> dict[str, float]:
+    """Both relative errors from one set of transformed copies: ``relative`` (see
+    :func:`equivariance_error`) and ``averaged`` (see :func:`averaged_equivariance_error`)."""
+    group = get_group(group)
+    input_action, output_action = get_action(input), get_action(output)
+    with torch.no_grad():
+        y = model(x)
+        bound, x_rep, g, k = _copies(group, input_action, x, n, generator)
+        moved = TransformedPredictions(bound, g, k, model(input_action.act(bound, g, x_rep)))
+    return errors_from_copies(moved, y, output_action, eps=eps)
 
 
 def equivariance_error(
@@ -56,16 +79,8 @@ def equivariance_error(
         err = symwrap.metrics.equivariance_error(model, points, "SO3", input="points", output="vector")
         assert err < 1e-5
     """
-    group = get_group(group)
-    input_action, output_action = get_action(input), get_action(output)
-    with torch.no_grad():
-        y = model(x)
-        bound, x_rep, g, k = _copies(group, input_action, x, n, generator)
-        y_moved = model(input_action.act(bound, g, x_rep))
-        y_expected = output_action.act(bound, g, output_action.repeat(y, k))
-        difference = (output_action.flatten(y_moved) - output_action.flatten(y_expected)).norm(dim=1)
-        relative = difference / _reference_norm(output_action, y, k).clamp_min(eps)
-    return float(relative.mean())
+    return equivariance_errors(model, x, group, input=input, output=output, n=n, generator=generator,
+                               eps=eps)["relative"]
 
 
 def averaged_equivariance_error(
@@ -85,16 +100,8 @@ def averaged_equivariance_error(
     :func:`equivariance_error`: it is zero when the errors of the transformed copies cancel
     on average, so E ≤ E′ always. Elements as in :func:`equivariance_error`.
     """
-    group = get_group(group)
-    input_action, output_action = get_action(input), get_action(output)
-    with torch.no_grad():
-        y = model(x)
-        bound, x_rep, g, k = _copies(group, input_action, x, n, generator)
-        y_moved = model(input_action.act(bound, g, x_rep))
-        undone = output_action.mean(output_action.act(bound, bound.inverse(g), y_moved), k)
-        flat = output_action.flatten(y)
-        relative = (output_action.flatten(undone) - flat).norm(dim=1) / flat.norm(dim=1).clamp_min(eps)
-    return float(relative.mean())
+    return equivariance_errors(model, x, group, input=input, output=output, n=n, generator=generator,
+                               eps=eps)["averaged"]
 
 
 def invariance_error(

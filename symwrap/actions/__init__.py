@@ -2,7 +2,7 @@
 
 from .adjacency import AdjacencyAction
 from .base import Action, permute_members
-from .batching import Copies, group_copies
+from .batching import Copies, group_copies, mix_inverse_copies
 from .geometric import (
     InvariantAction,
     PointAction,
@@ -40,6 +40,7 @@ __all__ = [
     "ActionSpec",
     "Copies",
     "group_copies",
+    "mix_inverse_copies",
     "DictAction",
     "GraphAction",
     "ImageAction",

@@ -46,3 +46,14 @@ def group_copies(
     bound = action.bind(group, x_rep)
     elements = bound.sample(samples * batch, generator=generator, device=probe.device, dtype=dtype)
     return Copies(bound, x_rep, elements, samples)
+
+
+def mix_inverse_copies(action: Action, copies: Copies, weights: torch.Tensor) -> torch.Tensor:
+    """``Σ_i weights[b, i] · (g_i⁻¹·x_b)`` over the ``k`` copies of a tensor batch (copy-major).
+
+    With weights that are one-hot in value and softmax in gradient, this is the chosen copy
+    ``g⁻¹·x`` carrying a straight-through gradient to the scores of every element.
+    """
+    moved = action.act(copies.group, copies.group.inverse(copies.elements), copies.x)  # copy i is g_i⁻¹·x
+    stacked = moved.reshape(copies.k, -1, *moved.shape[1:])
+    return torch.einsum("bk,kb...->b...", weights.to(moved.dtype), stacked)

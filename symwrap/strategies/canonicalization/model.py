@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...actions import ImageAction, group_copies
+from ...actions import Copies, ImageAction, group_copies, mix_inverse_copies
 from ...errors import ConfigError, IncompatibleGroupError
 from ...groups import Group, select
 from ..base import SymmetricModel
@@ -82,7 +82,7 @@ class Canonicalization(SymmetricModel):
     def _canonicalize_discrete(self, x: Any):
         action, config = self.input_action, self.config
         batch = action.batch_size(x)
-        group, x_rep, g_all, k, logits = self._score_discrete(x)
+        group, g_all, k, logits = self._score_discrete(x)
         choice_logits = logits
         if self.training and config.gradient == "gumbel":
             uniform = torch.rand_like(logits).clamp(1e-9, 1 - 1e-9)
@@ -92,11 +92,9 @@ class Canonicalization(SymmetricModel):
         g = select(g_all, index * batch + torch.arange(batch, device=index.device))
         bound = action.bind(self.group, x)
         if self.training and config.gradient != "none" and isinstance(x, torch.Tensor):
-            copies = action.act(group, group.inverse(g_all), x_rep)  # copy i is g_i⁻¹·x
             soft = torch.softmax(choice_logits, dim=1)
             weights = F.one_hot(index, k).to(soft) - soft.detach() + soft  # hard forward, soft backward
-            stacked = copies.reshape(k, batch, *copies.shape[1:])
-            canonical = torch.einsum("bk,kb...->b...", weights.to(copies.dtype), stacked)
+            canonical = mix_inverse_copies(action, Copies(group, action.repeat(x, k), g_all, k), weights)
         else:
             canonical = action.act(bound, bound.inverse(g), x)
         return bound, g, canonical
@@ -104,34 +102,37 @@ class Canonicalization(SymmetricModel):
     def _score_discrete(self, x: Any):
         """Scores of every group element for ``x`` (one batched canonicalizer call); fills ``_last``."""
         action, config = self.input_action, self.config
-        group, x_rep, g_all, k = group_copies(action, self.group, x, samples=1, exhaustive_up_to=MAX_SCORED_ORDER)
+        small = self._shrink(x)
+        group, small_rep, g_all, k = group_copies(action, self.group, small, samples=1,
+                                                  exhaustive_up_to=MAX_SCORED_ORDER)
         if not group.is_finite or k != group.order:
             raise IncompatibleGroupError(
                 f"{self.group.name} has more than {MAX_SCORED_ORDER} elements for this input: too many to score"
             )
-        small = self._shrink(x)
         scored_copies = None
         if self.canonicalizer.uses_copies:  # copy i of the canonicalizer's input is g_i⁻¹·x
-            scored_copies = action.act(group, group.inverse(g_all), action.repeat(small, k))
+            scored_copies = action.act(group, group.inverse(g_all), small_rep)
         scores, embeddings = self.canonicalizer(small, scored_copies, k)
         logits = scores / config.temperature
         keep_copies = self.training and config.artifact_weight > 0  # only the artifact term reads them again
         self._last = {"x": x, "logits": logits, "embeddings": embeddings, "group": group, "k": k,
                       "copies": scored_copies if keep_copies else None}
-        return group, x_rep, g_all, k, logits
+        return group, g_all, k, logits
 
     def _canonicalize_continuous(self, x: Any):
+        bound, g = self._frame(x)
+        return bound, g, self.input_action.act(bound, bound.inverse(g), x)
+
+    def _frame(self, x: Any):
+        """The canonical element of ``x`` for a continuous group (its frame); fills ``_last``."""
         action = self.input_action
-        frame_input = self._frame_input(x)
-        rotation = self.canonicalizer(frame_input)
+        rotation = self.canonicalizer(self._frame_input(x))
         translation = None
         if self.group.has_translation:
-            positions = action.positions(x)
-            translation = positions.mean(dim=1)
+            translation = action.positions(x).mean(dim=1)
         bound = action.bind(self.group, x)
-        g = bound.from_parts(linear=rotation, translation=translation)
         self._last = {"x": x, "rotation": rotation}
-        return bound, g, action.act(bound, bound.inverse(g), x)
+        return bound, bound.from_parts(linear=rotation, translation=translation)
 
     def _shrink(self, images: Any) -> Any:
         """Images at the canonicalizer's input size (when one is set)."""
@@ -179,7 +180,7 @@ class Canonicalization(SymmetricModel):
         if self.discrete:
             self._score_discrete(x)
         else:
-            self._canonicalize_continuous(x)
+            self._frame(x)
         terms = self._canonicalizer_terms(x, target)
         if not terms:
             raise ConfigError("canonicalizer_loss has nothing to train: prior_weight and contrastive_weight are 0")

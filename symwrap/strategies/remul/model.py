@@ -15,7 +15,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ...groups import Group, get_group
-from ...losses import TransformedPredictions, equivariance_errors, equivariance_loss, predict_transformed_many
+from ...losses import TransformedPredictions, equivariance_loss, errors_from_copies, predict_transformed_many
 from ..base import SymmetricModel
 from ..registry import register_strategy
 from .config import RemulConfig
@@ -145,7 +145,7 @@ class Remul(SymmetricModel):
     def _record_metrics(self, name: str, moved: TransformedPredictions, pred: Any) -> None:
         if isinstance(pred, torch.Tensor) and not torch.is_floating_point(pred):
             return
-        self.last_metrics[name] = equivariance_errors(moved, pred, self.output_action)
+        self.last_metrics[name] = errors_from_copies(moved, pred, self.output_action)
 
     def _current_weights(self, task: torch.Tensor | None, equivariance: dict[str, torch.Tensor]) -> list[float]:
         """α and the β per group, after this step's update of GradNorm or the automatic levels."""
@@ -186,9 +186,8 @@ class Remul(SymmetricModel):
     def equivariance_metrics(self, x: Any, n: int | None = None,
                              generator: torch.Generator | None = None) -> dict[str, dict[str, float]]:
         """E′ (``relative``) and E (``averaged``) of the model on ``x`` for every group (symwrap.metrics)."""
-        from ...metrics import averaged_equivariance_error, equivariance_error
+        from ...metrics import equivariance_errors
 
-        spec = {"input": self.input_action, "output": self.output_action, "n": n, "generator": generator}
-        return {name: {"relative": equivariance_error(self, x, group, **spec),
-                       "averaged": averaged_equivariance_error(self, x, group, **spec)}
+        return {name: equivariance_errors(self, x, group, input=self.input_action, output=self.output_action, n=n,
+                                          generator=generator)
                 for name, group in self.groups.items()}

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...actions import group_copies, mix_inverse_copies
 from ...groups import Group
 from ..base import SymmetricModel
 from ..registry import register_strategy
@@ -73,13 +74,8 @@ class ProbabilisticSymmetrization(SymmetricModel):
         if straight_through and sample.matrices is not None and self.input_action.soft_permutations:
             return self.input_action.permute_by_matrix(x, sample.matrices)
         if straight_through and sample.weights is not None and isinstance(x, torch.Tensor):
-            elements = group.elements(device=x.device)
-            order = elements.shape[0]
-            batch = self.input_action.batch_size(x)
-            copies = self.input_action.act(
-                group, group.inverse(elements.repeat_interleave(batch, 0)), self.input_action.repeat(x, order)
-            ).reshape(order, batch, *x.shape[1:])
-            return torch.einsum("bk,kb...->b...", sample.weights.to(x.dtype), copies)
+            copies = group_copies(self.input_action, group, x, samples=1, exhaustive_up_to=group.order)
+            return mix_inverse_copies(self.input_action, copies, sample.weights)
         return self.input_action.act(group, group.inverse(sample.elements), x)
 
     def auxiliary_loss(self, x: Any) -> dict[str, torch.Tensor]:
