@@ -32,7 +32,8 @@ upright but gets 36% of the turned digits; canonicalization gets 92.7% on both, 
 invariance error of exactly 0; probabilistic symmetrization 87% on both (error 0.09: invariant in
 distribution); cloning and REMUL about 91% upright and 79-80% turned (errors 0.25 and 0.47: they
 must teach the ViT three new poses in 10 epochs), at the bare ViT's inference cost. Symmetrization
-is by far the slowest at inference (8 samples, and its interface network runs on every copy).
+was by far the slowest at inference (8 samples; in that run its interface network still scored
+every copy, where it now scores each digit once).
 
 Where the pretrained ViT comes from: there is no model hub on an offline machine, so with no
 ``--checkpoint`` the script first pretrains a small ViT (timm ``vit_tiny_patch16_224`` resized

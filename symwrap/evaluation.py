@@ -103,8 +103,12 @@ def _axis_rotation(angles: torch.Tensor, axis: int) -> torch.Tensor:
     return matrix
 
 
-def _grid(group: Group, count: int, axis: str, *, in_group: bool) -> ElementSet | None:
-    """``count`` rotations by 360°·i/count of ``group`` (planar, or about ``axis``); ``None`` if it has none."""
+def _grid(group: Group, count: int, axis: str, *, in_group: bool, mirrored: bool = False) -> ElementSet | None:
+    """``count`` rotations by 360°·i/count of ``group`` (planar, or about ``axis``); ``None`` if it has none.
+
+    ``mirrored``: each rotation after the mirror that negates the last coordinate in the plane (y) or the
+    ``axis`` coordinate in space, so the set sweeps the orientation-reversing half of O(2) or O(3).
+    """
     if not group.has_linear or group.dim not in (2, 3):
         return None
     degrees = [360.0 * i / count for i in range(count)]
@@ -115,6 +119,13 @@ def _grid(group: Group, count: int, axis: str, *, in_group: bool) -> ElementSet 
         matrices, title = group.rotation(radians), f"rotations of {group.name}"
     else:
         matrices, title = _axis_rotation(radians, AXES.index(axis)), f"rotations about {axis} ({group.name})"
+    if mirrored:
+        flipped = 1 if group.dim == 2 else AXES.index(axis)
+        mirror = torch.eye(group.dim, dtype=torch.float64)
+        mirror[flipped, flipped] = -1.0
+        matrices = matrices @ mirror
+        flipped_name = "y" if group.dim == 2 else axis
+        title = f"{title.split(' (')[0]} after the mirror {flipped_name} -> -{flipped_name} ({group.name})"
 
     def make(bound: Group, device: torch.device, dtype: torch.dtype | None) -> Element:
         return bound.from_parts(linear=matrices.to(device=device, dtype=dtype or torch.get_default_dtype()))
@@ -123,8 +134,8 @@ def _grid(group: Group, count: int, axis: str, *, in_group: bool) -> ElementSet 
         make(group.sized(1) if group.needs_size else group, torch.device("cpu"), None)
     except (SymwrapError, IndexError, StopIteration, RuntimeError):
         return None
-    labels = [f"{d:g}deg" for d in degrees]
-    return ElementSet(title, group, labels, list(degrees), [False] * count, make, in_group=in_group, kind="grid")
+    labels = [f"{'mirror+' if mirrored else ''}{d:g}deg" for d in degrees]
+    return ElementSet(title, group, labels, list(degrees), [mirrored] * count, make, in_group=in_group, kind="grid")
 
 
 def _describe(group: Group, elements: Element) -> tuple[list[float | None], list[bool]]:
@@ -203,7 +214,8 @@ def element_sets(group: Group | str, input: Action, output: Action, *, angles: i
         return sets
     grid = _grid(group, angles, axis, in_group=True) if angles else None
     if grid is not None:
-        return [grid]
+        mirrored = None if group.special else _grid(group, angles, axis, in_group=True, mirrored=True)
+        return [grid] if mirrored is None else [grid, mirrored]
     return [_sampled(group, max_elements if group.is_finite else (angles or max_elements), seed)]
 
 

@@ -124,3 +124,49 @@ def test_missing_or_unparsable_files_are_clear_errors(tmp_path, capsys):
 def test_groups_lists_the_cloning_strategy(capsys):
     assert main(["groups"]) == 0
     assert any(line.split()[:2] == ["strategy", "cloning"] for line in capsys.readouterr().out.splitlines())
+
+
+@pytest.mark.parametrize(("group", "axis"), [("O2", "z"), ("O3", "x"), ("E3", "z")])
+def test_groups_with_reflections_are_also_evaluated_on_mirrored_rotations(group, axis):
+    """O(2), O(3), E(3): a second grid composes each rotation with a mirror, so a model that is only
+    rotation-equivariant shows its error on the orientation-reversing half of the group."""
+    import torch
+    from torch import nn
+
+    from symwrap.evaluation import element_sets, evaluate_model
+    from symwrap.groups import get_group
+
+    dim = 2 if group == "O2" else 3
+    sets = element_sets(group, "points", "vector", angles=4, axis=axis)
+    assert [s.reflections for s in sets] == [[False] * 4, [True] * 4]
+    assert "mirror" in sets[1].title and sets[1].labels[1] == "mirror+90deg"
+    bound = get_group(group)
+    linear = bound.linear_part(sets[1].make(bound, torch.device("cpu"), torch.float64), dtype=torch.float64)
+    assert torch.allclose(torch.linalg.det(linear), -torch.ones(4, dtype=torch.float64))
+
+    class Centred(nn.Module):  # O(n)-equivariant: the mean point
+        def forward(self, x):
+            return x.mean(1)
+
+    class Handed(nn.Module):  # rotation-equivariant only: the mean point plus a cross/perpendicular term
+        def forward(self, x):
+            m = x.mean(1)
+            if dim == 2:
+                return m + torch.stack([-m[:, 1], m[:, 0]], dim=1)
+            return m + torch.cross(x[:, 0] - m, x[:, 1] - m, dim=1)
+
+    x = torch.randn(8, 5, dim)
+    batches = [(x, x.mean(1))]
+    exact = evaluate_model(Centred(), batches, "points", "vector", sets)
+    handed = evaluate_model(Handed(), batches, "points", "vector", sets)
+    for report in (exact, handed):
+        assert max(row["equivariance_error"] for row in report.sets[sets[0].title]) < 1e-5
+    assert max(row["equivariance_error"] for row in exact.sets[sets[1].title]) < 1e-5
+    assert min(row["equivariance_error"] for row in handed.sets[sets[1].title]) > 1e-2
+
+
+def test_groups_without_reflections_get_one_grid():
+    from symwrap.evaluation import element_sets
+
+    assert [s.kind for s in element_sets("SO3", "points", "vector", angles=4)] == ["grid"]
+    assert [s.kind for s in element_sets("SO2", "points", "vector", angles=4)] == ["grid"]

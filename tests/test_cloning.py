@@ -91,6 +91,33 @@ def test_cloning_loss_moves_the_student_towards_the_teacher_on_each_part():
     assert torch.allclose(terms["outputs_transformed"], ((moved @ difference.T) ** 2).mean())
 
 
+@pytest.mark.parametrize("inputs", ["data", "both"])
+def test_symmetry_copy_targets_equal_the_teachers_outputs_with_fewer_teacher_rows(inputs):
+    """copy_targets="symmetry": the teacher sees x (and the Gaussian inputs) only; the targets of g·x are
+    g·t(x), equal to t(g·x) for an equivariant teacher, so every loss term is unchanged."""
+    x, student = torch.randn(5, 2), nn.Linear(2, 2, bias=False)
+    terms, rows = {}, {}
+    for source in ("teacher", "symmetry"):
+        teacher = Counting(equivariant_linear())
+        model = clone_vectors(copy.deepcopy(student), teacher, inputs=inputs, transformed_copies=3,
+                              copy_targets=source, seed=1)
+        terms[source], rows[source] = model.cloning_loss(x), teacher.rows
+    for name, value in terms["teacher"].items():
+        assert torch.allclose(terms["symmetry"][name], value, rtol=1e-5, atol=1e-7), name
+    gaussian = 5 if inputs == "both" else 0
+    assert rows == {"teacher": [5 + 15 + gaussian], "symmetry": [5 + gaussian]}
+
+
+def test_symmetry_copy_targets_move_the_teachers_particle_outputs():
+    teacher = default_teacher("SO3", PARTICLES, "points", hidden=8, layers=1)
+    x = {"pos": torch.randn(3, 4, 3), "vel": torch.randn(3, 4, 3), "charge": torch.ones(3, 4, 1)}
+    student = default_teacher("SO3", PARTICLES, "points", hidden=8, layers=1)
+    losses = [symwrap.wrap(copy.deepcopy(student), group="SO3", strategy="cloning", teacher=teacher, input=PARTICLES,
+                           output="points", inputs="data", transformed_copies=2, copy_targets=source,
+                           seed=3).cloning_loss(x)["outputs_transformed"] for source in ("teacher", "symmetry")]
+    assert torch.allclose(losses[0], losses[1], rtol=1e-4)
+
+
 @pytest.mark.parametrize("group", ["C4", "SO2"])
 def test_cloning_a_linear_student_recovers_an_equivariant_map(group):
     teacher = equivariant_linear()
@@ -231,6 +258,23 @@ def test_random_teachers_are_resampled_during_cloning():
     assert invariance_error(teacher, points, "E3", input="points") < 1e-5
 
 
+def test_resampled_egnn_teachers_keep_their_near_zero_coordinate_output():
+    """A redrawn EGNN is drawn like a new one: its coordinate updates start close to zero again."""
+    from symwrap.nn import EGNNDynamics
+    from symwrap.strategies.cloning import resample_parameters
+
+    teacher = EGNNDynamics(hidden=16, layers=2)
+    before = copy.deepcopy(teacher.state_dict())
+    resample_parameters(teacher)
+    after = teacher.state_dict()
+    coordinate_outputs = [key for key in after if key.endswith("coord_mlp.2.weight")]
+    assert len(coordinate_outputs) == 2
+    for key in coordinate_outputs:
+        assert after[key].abs().max() < 1e-3 and not torch.equal(after[key], before[key])
+    changed = [key for key in after if not torch.equal(after[key], before[key])]
+    assert len(changed) == len(after)
+
+
 def test_gaussian_inputs_match_each_channel_and_keep_scalars():
     image = torch.randn(64, 3, 8, 8) * torch.tensor([1.0, 2.0, 0.5]).view(1, 3, 1, 1) + torch.tensor(
         [0.0, 5.0, -1.0]).view(1, 3, 1, 1)
@@ -297,6 +341,9 @@ def test_default_teachers_and_their_errors():
     {"temperature": -1.0},
     {"resample_teacher_every": 0},
     {"gaussian_fields": "pos"},
+    {"copy_targets": "derived"},
+    {"match": "outputs+features", "student_feature_layer": "0", "teacher_feature_layer": "0",
+     "student_feature_dim": 2, "teacher_feature_dim": 2, "copy_targets": "symmetry"},
     {"match": "outputs+features", "student_feature_layer": "0"},
     {"match": "outputs+features", "student_feature_layer": "0", "teacher_feature_layer": "0",
      "student_feature_dim": 0, "teacher_feature_dim": 2},

@@ -149,6 +149,30 @@ def test_cyclic_image_sample_is_equivariant_for_gumbel_noise_moved_with_the_inpu
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.interface.parameters())
 
 
+def test_cyclic_interface_scores_each_image_once_for_k_samples():
+    """The Gumbel noise comes after the escnn scores, so k samples of an image need one scoring: the
+    network sees B rows, and the k·B elements are those of scoring every copy."""
+    pytest.importorskip("escnn")
+    torch.manual_seed(0)
+    model = symwrap.wrap(nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, 3)), group="C4", strategy="symmetrization",
+                         input="image", output="invariant", in_channels=1, hidden=4).eval()
+    rows = []
+    model.interface.network.register_forward_hook(lambda _m, inputs, _o: rows.append(inputs[0].shape[0]))
+    x, k = torch.randn(6, 1, 16, 16), 5
+    noise = -torch.log(-torch.log(torch.rand(k * 6, 4)))
+    _, x_rep, sample = model.sample(x, k, noise=noise)
+    assert rows == [6] and x_rep.shape[0] == k * 6
+    action, group = symwrap.get_action("image"), symwrap.get_group("C4")
+    every_copy = model.interface(action, group, x_rep, noise=noise)
+    assert rows == [6, k * 6]
+    assert torch.equal(sample.elements, every_copy.elements)
+    assert torch.allclose(sample.weights, every_copy.weights, atol=1e-6)
+    generator = torch.Generator().manual_seed(3)
+    drawn = model.sample(x, k, generator=generator)[2]
+    redrawn = model.interface(action, group, x_rep, torch.Generator().manual_seed(3))
+    assert torch.equal(drawn.elements, redrawn.elements)
+
+
 def test_configuration_errors():
     with pytest.raises(ConfigError, match="gradient"):
         graph_model(gradient="reinforce")

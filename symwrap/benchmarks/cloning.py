@@ -80,6 +80,8 @@ class ImageSettings:
     clone_batch_size: int = 64
     clone_lr: float = 2e-3
     transformed_copies: int = 1
+    #: the teacher is exactly invariant: the targets of the turned copies are its outputs on the digits
+    copy_targets: str = "symmetry"
     inputs: str = "both"
     distance: str = "kl"
     temperature: float = 1.0
@@ -113,6 +115,8 @@ class ParticleSettings:
     clone_batch_size: int = 100
     clone_lr: float = 1e-3
     transformed_copies: int = 1
+    #: the EGNN is exactly equivariant: the targets of the rotated copies are its rotated outputs
+    copy_targets: str = "symmetry"
     inputs: str = "both"
     beta: float = 1.0
     nbody: NBodySettings = dataclasses.field(default_factory=lambda: NBodySettings(
@@ -222,7 +226,8 @@ def image_table(settings: ImageSettings) -> tuple[list[dict[str, Any]], list[dic
 
     cloned = wrap(copy.deepcopy(initial), group=IMAGE_GROUP, strategy="cloning", teacher=teacher.export(),
                   input="image", output="invariant", inputs=settings.inputs,
-                  transformed_copies=settings.transformed_copies, distance=settings.distance,
+                  transformed_copies=settings.transformed_copies, copy_targets=settings.copy_targets,
+                  distance=settings.distance,
                   temperature=settings.temperature, beta=settings.beta, mode="keep", seed=settings.seed)
     loader = torch.utils.data.DataLoader(unlabelled, batch_size=settings.clone_batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(settings.seed + 5))
@@ -274,7 +279,7 @@ def particle_table(settings: ParticleSettings) -> tuple[list[dict[str, Any]], li
 
     cloned = wrap(copy.deepcopy(initial), group=NBODY_GROUP, strategy="cloning", teacher=teacher, input=INPUT,
                   output=OUTPUT, inputs=settings.inputs, transformed_copies=settings.transformed_copies,
-                  beta=settings.beta, mode="keep", seed=nb.seed)
+                  copy_targets=settings.copy_targets, beta=settings.beta, mode="keep", seed=nb.seed)
     batches = _batches(unlabelled, settings.clone_batch_size, nb.seed + 5)
     start = time.perf_counter()
     history = clone(cloned, batches, settings.clone_steps, settings.clone_lr, test[:100].inputs())
@@ -337,7 +342,8 @@ def _header_digits(s: ImageSettings) -> str:
         f"budget; it is also the cloning teacher. Student: timm ViT (dim {s.vit_embed_dim}, depth {s.vit_depth}, "
         f"patch {s.patch_size}). Cloning: {s.clone_steps} Adam steps (lr {s.clone_lr:g}, the last quarter at a "
         f"tenth) of {s.clone_batch_size} unlabelled digits (of {s.n_unlabelled}), inputs={s.inputs!r}, "
-        f"transformed_copies={s.transformed_copies}, distance={s.distance!r}. Downstream budget, every row: "
+        f"transformed_copies={s.transformed_copies}, copy_targets={s.copy_targets!r}, distance={s.distance!r}. "
+        "Downstream budget, every row: "
         f"{s.steps} Adam steps of {s.batch_size} (lr {s.lr:g}, cosine); keep: β = {s.beta:g}. upright / rotated: "
         "test accuracy; E′: relative C4 invariance error of the logits on test digits (E_before_cloning: at "
         "initialisation); clone_s: the one cloning run both cloned rows start from"
@@ -353,7 +359,8 @@ def _header_particles(p: ParticleSettings) -> str:
         f"teacher. Student: particle transformer (hidden {nb.transformer_hidden}, {nb.transformer_layers} layers). "
         f"Cloning: {p.clone_steps} Adam steps (lr {p.clone_lr:g}, the last quarter at a tenth) of "
         f"{p.clone_batch_size} unlabelled initial states (of {p.n_unlabelled}), inputs={p.inputs!r}, "
-        f"transformed_copies={p.transformed_copies}, distance='mse'. Downstream budget, every row: {nb.steps} Adam "
+        f"transformed_copies={p.transformed_copies}, copy_targets={p.copy_targets!r}, distance='mse'. "
+        f"Downstream budget, every row: {nb.steps} Adam "
         f"steps of {nb.batch_size} (lr {nb.lr:g}, cosine); keep: β = {p.beta:g}. upright / rotated: test MSE of the "
         f"positions; E′: relative SO(3) equivariance error ({nb.metric_samples} rotations per input, "
         f"E_before_cloning: at initialisation); clone_s: the one cloning run both cloned rows start from"

@@ -53,6 +53,11 @@ def _edge_mask(batch: int, n: int, mask: torch.Tensor | None, device: torch.devi
     return edges.unsqueeze(-1)
 
 
+def _near_zero_(linear: nn.Linear) -> None:
+    """The last layer of φ_x starts close to zero, as in the reference code."""
+    nn.init.xavier_uniform_(linear.weight, gain=0.001)
+
+
 class EGNNLayer(nn.Module):
     """One equivariant graph convolution (E_GCL) on dense, fully connected systems.
 
@@ -107,12 +112,21 @@ class EGNNLayer(nn.Module):
         )
         self.node_mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), act(), nn.Linear(hidden, hidden))
         coord_out = nn.Linear(hidden, 1, bias=False)
-        nn.init.xavier_uniform_(coord_out.weight, gain=0.001)
+        _near_zero_(coord_out)  # drawn before φ_x's first layer, as always: seeded models keep their weights
         self.coord_mlp = nn.Sequential(nn.Linear(hidden, hidden), act(), coord_out)
         self.vel_mlp = (
             nn.Sequential(nn.Linear(hidden, hidden), act(), nn.Linear(hidden, 1)) if velocity else None
         )
         self.attention_mlp = nn.Sequential(nn.Linear(hidden, 1), nn.Sigmoid()) if attention else None
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Draw new random weights as at construction: PyTorch's default for every linear map, then φ_x's
+        last layer near zero again (random teachers of symmetry cloning are redrawn this way)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                module.reset_parameters()
+        _near_zero_(self.coord_mlp[-1])
 
     def forward(
         self,

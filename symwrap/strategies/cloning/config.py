@@ -13,6 +13,7 @@ MATCHES = ("outputs", "outputs+features")
 MODES = ("keep", "break")
 DISTANCES = ("mse", "kl")
 TARGETS = ("prediction", "label")
+COPY_TARGETS = ("teacher", "symmetry")
 
 
 @dataclasses.dataclass
@@ -31,6 +32,9 @@ class CloningConfig(StrategyConfig):
             output of the teacher's ``teacher_feature_layer`` (both flattened to ``(B, D)``).
         transformed_copies: group-transformed copies ``g·x`` of the data batch per step (0: none); the batch,
             its copies and the Gaussian inputs go through teacher and student in one call each.
+        copy_targets: where the targets of the transformed copies come from: ``"teacher"`` calls the teacher
+            on every ``g·x``; ``"symmetry"`` calls it on ``x`` alone and moves its output, g·t(x), which is the
+            same for an exactly equivariant teacher and saves ``transformed_copies`` teacher calls per input.
         weight_anchor: weight of ‖θ − θ₀‖², which keeps the student near its weights θ₀ at construction
             (or at the last ``reset_anchor()``).
         gaussian_scale: standard deviation of the random inputs relative to the batch's: each channel (dim 1
@@ -62,6 +66,7 @@ class CloningConfig(StrategyConfig):
     inputs: str = "both"
     match: str = "outputs"
     transformed_copies: int = 1
+    copy_targets: str = "teacher"
     weight_anchor: float = 0.0
     gaussian_scale: float = 1.0
     gaussian_fields: list[str] | None = None
@@ -81,7 +86,8 @@ class CloningConfig(StrategyConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name, allowed in (("inputs", INPUTS), ("match", MATCHES), ("mode", MODES),
-                              ("distance", DISTANCES), ("target", TARGETS)):
+                              ("distance", DISTANCES), ("target", TARGETS),
+                              ("copy_targets", COPY_TARGETS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
         for name in ("weight_anchor", "feature_weight", "beta"):
@@ -105,6 +111,9 @@ class CloningConfig(StrategyConfig):
                                   "matched and the sizes of their flattened outputs")
             _check_integer("student_feature_dim", self.student_feature_dim, low=1)
             _check_integer("teacher_feature_dim", self.teacher_feature_dim, low=1)
+            if self.copy_targets == "symmetry":
+                raise ConfigError("copy_targets='symmetry' derives the teacher's outputs on transformed copies "
+                                  "but not its features; use copy_targets='teacher' with match='outputs+features'")
 
     @property
     def uses_data(self) -> bool:

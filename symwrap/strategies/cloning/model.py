@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...actions import group_copies
+from ...actions import Copies, group_copies
 from ...backbones import adapt_backbone
 from ...errors import ConfigError, ShapeError
 from ...groups import Group
@@ -155,12 +155,12 @@ class SymmetryCloning(SymmetricModel):
         """
         teacher, config = self._require_teacher(), self.config
         self._check_input(x)
-        names, batches = self._cloning_inputs(x)
+        names, batches, copies = self._cloning_inputs(x)
         features = config.uses_features
         student_layer = _submodule(self.backbone, config.student_feature_layer, "student") if features else None
         with _captured(self._teacher_features, "teacher", config.teacher_feature_layer) as teacher_features, \
                 torch.no_grad():
-            teacher_outputs = _call(teacher, batches, self.input_action)
+            teacher_outputs = self._teacher_targets(teacher, names, batches, copies)
         with _captured(student_layer, "student", config.student_feature_layer) as student_features:
             student_outputs = _call(self.backbone, batches, self.input_action)
         terms = {name: self._distance(s, t) for name, s, t in zip(names, student_outputs, teacher_outputs)}
@@ -171,10 +171,11 @@ class SymmetryCloning(SymmetricModel):
         terms["total"] = sum(terms.values())
         return terms
 
-    def _cloning_inputs(self, x: Any) -> tuple[list[str], list[Any]]:
+    def _cloning_inputs(self, x: Any) -> tuple[list[str], list[Any], Copies | None]:
+        """The named input batches of a cloning step, and the transformed copies of ``x`` (or ``None``)."""
         config, action = self.config, self.input_action
         generator = self.generator_for(action.probe(x).device)
-        names, batches = [], []
+        names, batches, copies = [], [], None
         if config.uses_data:
             names.append("outputs_data")
             batches.append(x)
@@ -187,7 +188,20 @@ class SymmetryCloning(SymmetricModel):
             names.append("outputs_gaussian")
             batches.append(gaussian_like(action, x, config.gaussian_scale, fields=config.gaussian_fields,
                                          generator=generator))
-        return names, batches
+        return names, batches, copies
+
+    def _teacher_targets(self, teacher: nn.Module, names: list[str], batches: list[Any],
+                         copies: Copies | None) -> list[Any]:
+        """The teacher's outputs on every batch. With ``copy_targets="symmetry"`` the transformed copies are
+        not passed through the teacher: their targets are g·t(x), the teacher's output on the batch moved by
+        each copy's element (exact for an equivariant teacher)."""
+        if copies is None or self.config.copy_targets == "teacher":
+            return _call(teacher, batches, self.input_action)
+        derived = names.index("outputs_transformed")
+        called = _call(teacher, batches[:derived] + batches[derived + 1 :], self.input_action)
+        on_data = called[names.index("outputs_data")]
+        moved = self.output_action.act(copies.group, copies.elements, self.output_action.repeat(on_data, copies.k))
+        return called[:derived] + [moved] + called[derived:]
 
     def _distance(self, student: Any, teacher: Any) -> torch.Tensor:
         s, t = self.output_action.flatten(student), self.output_action.flatten(teacher)

@@ -10,7 +10,7 @@ members seen in it), finite planar groups on images (escnn scores and Gumbel noi
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -176,6 +176,10 @@ class FiniteInterface(nn.Module):
     """C_n/D_n on images: regular-representation scores from an escnn CNN plus Gumbel noise; the
     element is the arg-max (straight-through softmax weights over the copies for the gradient)."""
 
+    #: the noise enters after the network, so the k copies of an image share one scoring:
+    #: :meth:`ProbabilisticSymmetrization.sample` passes the batch once with ``repeats=k``
+    scores_each_input_once: ClassVar[bool] = True
+
     def __init__(self, group: Group, config: SymmetrizationConfig) -> None:
         super().__init__()
         from ...nn import RegularCanonicalizerCNN
@@ -184,10 +188,13 @@ class FiniteInterface(nn.Module):
         self.temperature = config.temperature
 
     def forward(self, action, group: Group, x: Any, generator: torch.Generator | None = None,
-                noise: torch.Tensor | None = None) -> Sample:
-        """Elements for the images ``x``; ``noise`` (B, |G|) Gumbel variables replace the drawn ones
-        (they move by the regular action: pass ``h·noise`` with ``h·x``)."""
+                noise: torch.Tensor | None = None, repeats: int = 1) -> Sample:
+        """Elements for ``repeats`` copies (copy-major) of the images ``x``; ``noise`` (repeats·B, |G|)
+        Gumbel variables replace the drawn ones (they move by the regular action: pass ``h·noise`` with
+        ``h·x``)."""
         logits = self.network(x) / self.temperature
+        if repeats > 1:
+            logits = logits.repeat(repeats, 1)
         if noise is None:
             uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
             noise = -torch.log(-torch.log(uniform.clamp(1e-9, 1 - 1e-9)))

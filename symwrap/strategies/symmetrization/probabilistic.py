@@ -48,9 +48,11 @@ class ProbabilisticSymmetrization(SymmetricModel):
         sample. ``noise`` for the k·B repeated batch fixes the interface's randomness."""
         x_rep = self.input_action.repeat(x, k)
         group = self.input_action.bind(self.group, x_rep)
-        if noise is None:
-            return group, x_rep, self.interface(self.input_action, group, x_rep, generator)
-        return group, x_rep, self.interface(self.input_action, group, x_rep, generator, noise=noise)
+        extra = {} if noise is None else {"noise": noise}
+        if k > 1 and getattr(self.interface, "scores_each_input_once", False):
+            # the interface's network is deterministic and its noise comes after it: score each input once
+            return group, x_rep, self.interface(self.input_action, group, x, generator, repeats=k, **extra)
+        return group, x_rep, self.interface(self.input_action, group, x_rep, generator, **extra)
 
     def forward(self, x: Any) -> Any:
         k = self.config.num_samples_train if self.training else self.config.num_samples_eval
