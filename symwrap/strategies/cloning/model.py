@@ -151,7 +151,8 @@ class SymmetryCloning(SymmetricModel):
         ``outputs_data`` on the batch ``x``, ``outputs_transformed`` on ``transformed_copies`` copies
         ``g·x`` with sampled elements ``g``, ``outputs_gaussian`` on random inputs (per ``inputs``);
         ``features`` with ``match="outputs+features"``; ``anchor`` (‖θ − θ₀‖²) with ``weight_anchor > 0``.
-        All parts go through the teacher in one call and through the student in one call.
+        All parts go through the teacher in one call (``copy_targets="symmetry"``: all but the transformed
+        copies, whose targets are g·t(x)) and through the student in one call.
         """
         teacher, config = self._require_teacher(), self.config
         self._check_input(x)
