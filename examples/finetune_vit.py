@@ -27,13 +27,13 @@ The table gives upright and rotated accuracy, the C4 invariance error of the log
 and the inference time relative to the bare ViT (same batch, median of interleaved repeats).
 The last row is the cloning teacher itself, for reference (not a ViT).
 
-What to expect (our run of the defaults, timm, 2 CPU cores, 4.7 minutes): the bare ViT keeps 92%
+What to expect (our run of the defaults, timm, 2 CPU cores, 4.3 minutes): the bare ViT keeps 92%
 upright but gets 36% of the turned digits; canonicalization gets 92.7% on both, with an
 invariance error of exactly 0; probabilistic symmetrization 87% on both (error 0.09: invariant in
 distribution); cloning and REMUL about 91% upright and 79-80% turned (errors 0.25 and 0.47: they
 must teach the ViT three new poses in 10 epochs), at the bare ViT's inference cost. Symmetrization
-was by far the slowest at inference (8 samples; in that run its interface network still scored
-every copy, where it now scores each digit once).
+is the slowest at inference, 12x the bare ViT (8 samples through the ViT, and its interface network
+scores each digit once).
 
 Where the pretrained ViT comes from: there is no model hub on an offline machine, so with no
 ``--checkpoint`` the script first pretrains a small ViT (timm ``vit_tiny_patch16_224`` resized
