@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from symwrap.benchmarks import cloning
-from symwrap.data.images import load_mnist_digits
 
 
 def student(args: argparse.Namespace) -> nn.Module:
@@ -64,16 +63,12 @@ def main(argv: list[str] | None = None) -> dict:
     settings = cloning.ImageSettings()
     if args.teacher_steps is not None:
         settings.steps = args.teacher_steps
-    images, labels = load_mnist_digits()
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(settings.seed))
-    images, labels = images[order], labels[order]
-    test = images[: settings.n_test][: settings.metric_inputs]
-    pool, pool_labels = images[settings.n_test :], labels[settings.n_test :]
-    unlabelled = pool[: settings.n_unlabelled]
+    split = cloning.digit_splits(settings)
+    test, unlabelled = split["test_x"][: settings.metric_inputs], split["unlabelled"]
 
     torch.manual_seed(settings.seed)
-    teacher = cloning._teacher_cnn(settings)
-    cloning.train_images(teacher, pool[: settings.n_labelled], pool_labels[: settings.n_labelled], settings)
+    teacher = cloning.teacher_cnn(settings)
+    cloning.train_images(teacher, split["train_x"], split["train_y"], settings)
     teacher = teacher.export().eval()
     with torch.no_grad():
         targets = torch.cat([teacher(chunk) for chunk in unlabelled.split(500)])
@@ -81,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(settings.seed)
     model = student(args)
-    before = cloning._image_error(model, test)
+    before = cloning.image_error(model, test)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     warmup = max(1, args.warmup)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: (i + 1) / warmup if i < warmup else 0.5 * (
@@ -98,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         optimizer.step()
         schedule.step()
         if step % max(1, args.steps // 8) == 0:
-            curve.append((step, round(cloning._image_error(model, test[:100]), 4)))
+            curve.append((step, round(cloning.image_error(model, test[:100]), 4)))
             model.train()
     seconds = time.perf_counter() - start
 
@@ -107,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
         predictions = model(test)
         result = {
             "E_before_cloning": before,
-            "E_after_cloning": cloning._image_error(model, test),
+            "E_after_cloning": cloning.image_error(model, test),
             "distance_to_teacher_test": relative_distance(predictions, test_targets),
             "distance_to_teacher_cloning_digits": relative_distance(model(unlabelled[:500]), targets[:500]),
             "argmax_agreement_test": float((predictions.argmax(1) == test_targets.argmax(1)).float().mean()),

@@ -114,18 +114,18 @@ def _grid(group: Group, count: int, axis: str, *, in_group: bool, mirrored: bool
     degrees = [360.0 * i / count for i in range(count)]
     radians = torch.tensor([math.radians(d) for d in degrees], dtype=torch.float64)
     if group.dim == 2:
-        matrices, title = rotation_2d(radians), f"rotations in the plane ({group.name})"
+        matrices, what = rotation_2d(radians), "rotations in the plane"
     elif callable(getattr(group, "rotation", None)):  # rotations about the group's own axis (SO2z, SO2y)
-        matrices, title = group.rotation(radians), f"rotations of {group.name}"
+        matrices, what = group.rotation(radians), "rotations"
     else:
-        matrices, title = _axis_rotation(radians, AXES.index(axis)), f"rotations about {axis} ({group.name})"
+        matrices, what = _axis_rotation(radians, AXES.index(axis)), f"rotations about {axis}"
     if mirrored:
-        flipped = 1 if group.dim == 2 else AXES.index(axis)
+        flipped = "y" if group.dim == 2 else axis
         mirror = torch.eye(group.dim, dtype=torch.float64)
-        mirror[flipped, flipped] = -1.0
+        mirror[AXES.index(flipped), AXES.index(flipped)] = -1.0
         matrices = matrices @ mirror
-        flipped_name = "y" if group.dim == 2 else axis
-        title = f"{title.split(' (')[0]} after the mirror {flipped_name} -> -{flipped_name} ({group.name})"
+        what += f" after the mirror {flipped} -> -{flipped}"
+    title = f"rotations of {group.name}" if what == "rotations" else f"{what} ({group.name})"
 
     def make(bound: Group, device: torch.device, dtype: torch.dtype | None) -> Element:
         return bound.from_parts(linear=matrices.to(device=device, dtype=dtype or torch.get_default_dtype()))

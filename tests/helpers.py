@@ -1,4 +1,9 @@
-"""Shared test helpers: the groups every property test runs over."""
+"""Shared test helpers: the groups every property test runs over, and loading the example scripts."""
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -19,3 +24,19 @@ def make_generator(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_script(file_name: str) -> ModuleType:
+    """``examples/<file_name>`` imported as a module (examples are scripts, not a package)."""
+    path = EXAMPLES / file_name
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_example", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
+    return module

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+from helpers import load_script
 
 from symwrap.data import DEFAULT_FASHION_MNIST_ROOT, DatasetNotFoundError, load_fashion_mnist, pad_to
 from symwrap.errors import ActionError, SymwrapError
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "canonicalize_pretrained.py"
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -70,14 +67,7 @@ def test_pad_to_centres_and_keeps_every_pixel():
 
 
 def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("canonicalize_pretrained_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(spec.name, None)
-    return module
+    return load_script("canonicalize_pretrained.py")
 
 
 def available_dataset() -> str:

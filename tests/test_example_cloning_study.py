@@ -1,27 +1,18 @@
 """examples/cloning_digits_study.py runs end to end on a tiny budget and reports what it promises."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "cloning_digits_study.py"
-
-
-def load_study():
-    spec = importlib.util.spec_from_file_location("cloning_digits_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_script
 
 
 @pytest.mark.parametrize("student", [["--student", "vit", "--pool", "token"], ["--student", "cnn"]])
 def test_study_prints_the_errors_and_the_distance_to_the_teacher(student, capsys):
     for package in ("timm", "mlxtend", "escnn"):
         pytest.importorskip(package)
-    result = load_study().main(["--steps", "8", "--teacher-steps", "2", "--dim", "16", "--depth", "1",
-                                "--batch-size", "8", "--warmup", "2", *student])
+    study = load_script("cloning_digits_study.py")
+    result = study.main(["--steps", "8", "--teacher-steps", "2", "--dim", "16", "--depth", "1", "--batch-size", "8",
+                         "--warmup", "2", *student])
     assert '"E_after_cloning"' in capsys.readouterr().out
     for key in ("E_before_cloning", "E_after_cloning", "distance_to_teacher_test",
                 "distance_to_teacher_cloning_digits"):

