@@ -1,17 +1,20 @@
 """How closely can a small ViT clone a C4-invariant teacher on digits, and how invariant does it get?
 
-A study behind ``symwrap bench cloning``'s digits row (see docs/strategies/cloning.md): the bench's
-teacher (a C4 ``SteerableCNN`` trained on the bench's 1000 labelled digits) is cloned into a student
-on all four quarter turns of the bench's 4000 unlabelled digits, with the mean squared error to the
-teacher's logits. The teacher is exactly invariant, so its logits are computed once per digit and
-serve all four turns. AdamW with linear warm-up and cosine decay.
+A study behind ``symwrap bench cloning``'s digits rows (see docs/strategies/cloning.md): the bench's
+teacher (a C4 ``SteerableCNN`` trained on the bench's 1000 labelled digits; ``--teacher random``: the
+same CNN at its initialisation) is cloned into a student on all four quarter turns of the bench's 4000
+unlabelled digits, with the mean squared error to the teacher's logits. The teacher is exactly
+invariant, so its logits are computed once per digit and serve all four turns. AdamW with linear
+warm-up and cosine decay.
 
-Printed: the student's relative C4 invariance error E′ (``symwrap.metrics``) at initialisation and
-after cloning, on 500 test digits; its relative distance ‖s − t‖ / ‖t‖ to the teacher's logits on
-test digits and on cloning digits; how often its arg-max agrees with the teacher's; and E′ on 100
-test digits along the way::
+Printed: the student's relative C4 invariance error E′ and centred error C (``symwrap.metrics``) at
+initialisation and after cloning, on 500 test digits; how much the teacher's logits vary across test
+digits relative to their size (``teacher_spread``); the student's relative distance ‖s − t‖ / ‖t‖ to
+the teacher's logits on test digits and on cloning digits; how often its arg-max agrees with the
+teacher's; and E′ on 100 test digits along the way::
 
     OMP_NUM_THREADS=1 python examples/cloning_digits_study.py --steps 2400 --pool avg --warmup 100
+    OMP_NUM_THREADS=1 python examples/cloning_digits_study.py --teacher random
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pool", choices=("token", "avg"), default="avg", help="the ViT's pooling")
     parser.add_argument("--dim", type=int, default=64, help="the ViT's width")
     parser.add_argument("--depth", type=int, default=4, help="the ViT's depth")
+    parser.add_argument("--teacher", choices=("trained", "random"), default="trained",
+                        help="the bench's trained teacher, or the same CNN untrained")
     parser.add_argument("--teacher-steps", type=int, default=None, help="default: the bench's budget")
     args = parser.parse_args(argv)
 
@@ -68,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(settings.seed)
     teacher = cloning.teacher_cnn(settings)
-    cloning.train_images(teacher, split["train_x"], split["train_y"], settings)
+    if args.teacher == "trained":
+        cloning.train_images(teacher, split["train_x"], split["train_y"], settings)
     teacher = teacher.export().eval()
     with torch.no_grad():
         targets = torch.cat([teacher(chunk) for chunk in unlabelled.split(500)])
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(settings.seed)
     model = student(args)
-    before = cloning.image_error(model, test)
+    before = cloning.image_error(model, test), cloning.image_centred_error(model, test)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     warmup = max(1, args.warmup)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: (i + 1) / warmup if i < warmup else 0.5 * (
@@ -101,8 +107,11 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         predictions = model(test)
         result = {
-            "E_before_cloning": before,
+            "E_before_cloning": before[0],
             "E_after_cloning": cloning.image_error(model, test),
+            "C_before_cloning": before[1],
+            "C_after_cloning": cloning.image_centred_error(model, test),
+            "teacher_spread": float((test_targets - test_targets.mean(dim=0)).norm() / test_targets.norm()),
             "distance_to_teacher_test": relative_distance(predictions, test_targets),
             "distance_to_teacher_cloning_digits": relative_distance(model(unlabelled[:500]), targets[:500]),
             "argmax_agreement_test": float((predictions.argmax(1) == test_targets.argmax(1)).float().mean()),

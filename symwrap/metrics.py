@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .actions import Action, ActionSpec, Copies, get_action, group_copies
+from .errors import ShapeError
 from .groups import Group, get_group
 from .losses import TransformedPredictions, errors_from_copies
 
@@ -47,13 +48,20 @@ def equivariance_errors(
 ) -> dict[str, float]:
     """Both relative errors from one set of transformed copies: ``relative`` (see
     :func:`equivariance_error`) and ``averaged`` (see :func:`averaged_equivariance_error`)."""
+    y, moved, output_action = _predict_copies(model, x, group, input, output, n, generator)
+    return errors_from_copies(moved, y, output_action, eps=eps)
+
+
+def _predict_copies(model: Model, x: Any, group: str | Group, input: ActionSpec, output: ActionSpec,
+                    n: int | None, generator: torch.Generator | None) -> tuple[Any, TransformedPredictions, Action]:
+    """``f(x)``, the predictions on the transformed copies (one model call) and the output action."""
     group = get_group(group)
     input_action, output_action = get_action(input), get_action(output)
     with torch.no_grad():
         y = model(x)
         bound, x_rep, g, k = _copies(group, input_action, x, n, generator)
         moved = TransformedPredictions(bound, g, k, model(input_action.act(bound, g, x_rep)))
-    return errors_from_copies(moved, y, output_action, eps=eps)
+    return y, moved, output_action
 
 
 def equivariance_error(
@@ -102,6 +110,36 @@ def averaged_equivariance_error(
     """
     return equivariance_errors(model, x, group, input=input, output=output, n=n, generator=generator,
                                eps=eps)["averaged"]
+
+
+def centred_equivariance_error(
+    model: Model,
+    x: Any,
+    group: str | Group,
+    *,
+    input: ActionSpec,
+    output: ActionSpec = "invariant",
+    n: int | None = None,
+    generator: torch.Generator | None = None,
+    eps: float = 1e-12,
+) -> float:
+    """Equivariance error relative to how much the outputs vary over the batch:
+    ``E_g mean_x ‖f(g·x) − g·f(x)‖ / mean_x ‖f(x) − f̄‖``, with ``f̄`` the batch mean of ``f(x)``.
+
+    :func:`equivariance_error` divides by ‖f(x)‖, which an offset shared by every input inflates: a freshly
+    initialised network whose outputs barely depend on its input looks nearly invariant by E′ although
+    none of its input dependence is. This error is unchanged by such an offset; a function whose outputs
+    on the copies are unrelated to one another scores about √2 on every element but the identity. Needs a
+    batch of at least two inputs whose outputs differ. Elements as in :func:`equivariance_error`.
+    """
+    y, moved, output_action = _predict_copies(model, x, group, input, output, n, generator)
+    flat = output_action.flatten(y)
+    if flat.shape[0] < 2:
+        raise ShapeError(f"centred_equivariance_error needs a batch of at least 2 inputs; got {flat.shape[0]}")
+    expected = output_action.act(moved.group, moved.elements, output_action.repeat(y, moved.k))
+    difference = output_action.flatten(moved.predictions) - output_action.flatten(expected)
+    spread = (flat - flat.mean(dim=0)).norm(dim=1).mean().clamp_min(eps)
+    return float(difference.norm(dim=1).mean() / spread)
 
 
 def invariance_error(

@@ -81,3 +81,32 @@ def test_lie_derivative_on_images_uses_interpolation():
 def test_lie_derivative_needs_a_lie_group():
     with pytest.raises(symwrap.SymwrapError, match="not a matrix Lie group"):
         lie_derivative(radii, torch.randn(2, 4, 3), "C4xS", input="points")
+
+
+def test_centred_error_ignores_an_offset_shared_by_every_input():
+    from symwrap.metrics import centred_equivariance_error
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 6, 6)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(36, 5))
+
+    def offset(images):
+        return linear(images) + 100.0
+
+    # E' shrinks with the offset's size; the centred error does not see it
+    assert equivariance_error(offset, x, "C4", input="image") < equivariance_error(linear, x, "C4", input="image") / 10
+    centred = centred_equivariance_error(linear, x, "C4", input="image")
+    assert centred_equivariance_error(offset, x, "C4", input="image") == pytest.approx(centred, rel=1e-4)
+    # a generic linear map's outputs on the turned copies are unrelated to its outputs on x: about sqrt(2)
+    assert 1.0 < centred < 2.0
+
+
+def test_centred_error_of_an_invariant_map_is_zero_and_a_single_input_is_refused():
+    from symwrap.errors import ShapeError
+    from symwrap.metrics import centred_equivariance_error
+
+    x = torch.randn(8, 6, 3)
+    assert centred_equivariance_error(radii, x, "O3xS", input="points") < 1e-6
+    assert centred_equivariance_error(centroid, x, "SO3", input="points", output="vector") < 1e-6
+    with pytest.raises(ShapeError, match="at least 2 inputs; got 1"):
+        centred_equivariance_error(radii, x[:1], "SO3", input="points")
