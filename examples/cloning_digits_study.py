@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from symwrap.benchmarks import cloning
+from symwrap.metrics import centred_equivariance_error
 
 
 def student(args: argparse.Namespace) -> nn.Module:
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(settings.seed)
     model = student(args)
-    before = cloning.image_error(model, test), cloning.image_centred_error(model, test)
+    before = {"E": cloning.image_error(model, test), "C": cloning.image_error(model, test, centred_equivariance_error)}
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     warmup = max(1, args.warmup)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: (i + 1) / warmup if i < warmup else 0.5 * (
@@ -107,10 +108,10 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.no_grad():
         predictions = model(test)
         result = {
-            "E_before_cloning": before[0],
+            "E_before_cloning": before["E"],
             "E_after_cloning": cloning.image_error(model, test),
-            "C_before_cloning": before[1],
-            "C_after_cloning": cloning.image_centred_error(model, test),
+            "C_before_cloning": before["C"],
+            "C_after_cloning": cloning.image_error(model, test, centred_equivariance_error),
             "teacher_spread": float((test_targets - test_targets.mean(dim=0)).norm() / test_targets.norm()),
             "distance_to_teacher_test": relative_distance(predictions, test_targets),
             "distance_to_teacher_cloning_digits": relative_distance(model(unlabelled[:500]), targets[:500]),

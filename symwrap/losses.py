@@ -105,6 +105,12 @@ def equivariance_loss(
     return F.mse_loss(output_action.flatten(moved.predictions), output_action.flatten(expected))
 
 
+def residual_norms(moved: TransformedPredictions, prediction: Any, output_action: Action) -> torch.Tensor:
+    """‖f(g·x) − g·f(x)‖ per transformed copy, ``(k·B,)`` copy-major, from predictions already made."""
+    expected = output_action.act(moved.group, moved.elements, output_action.repeat(prediction, moved.k))
+    return (output_action.flatten(moved.predictions) - output_action.flatten(expected)).norm(dim=1)
+
+
 @torch.no_grad()
 def errors_from_copies(
     moved: TransformedPredictions, prediction: Any, output_action: Action, eps: float = 1e-12
@@ -117,9 +123,7 @@ def errors_from_copies(
     k = moved.k
     flat = output_action.flatten(prediction)
     reference = flat.norm(dim=1).clamp_min(eps)
-    expected = output_action.act(moved.group, moved.elements, output_action.repeat(prediction, k))
-    difference = output_action.flatten(moved.predictions) - output_action.flatten(expected)
-    relative = difference.norm(dim=1).reshape(k, -1) / reference
+    relative = residual_norms(moved, prediction, output_action).reshape(k, -1) / reference
     undone = output_action.act(moved.group, moved.group.inverse(moved.elements), moved.predictions)
     averaged = (output_action.flatten(output_action.mean(undone, k)) - flat).norm(dim=1) / reference
     return {"relative": float(relative.mean()), "averaged": float(averaged.mean())}

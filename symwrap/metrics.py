@@ -15,7 +15,7 @@ import torch
 from .actions import Action, ActionSpec, Copies, get_action, group_copies
 from .errors import ShapeError
 from .groups import Group, get_group
-from .losses import TransformedPredictions, errors_from_copies
+from .losses import TransformedPredictions, errors_from_copies, residual_norms
 
 Model = Callable[[Any], Any]
 
@@ -136,10 +136,8 @@ def centred_equivariance_error(
     flat = output_action.flatten(y)
     if flat.shape[0] < 2:
         raise ShapeError(f"centred_equivariance_error needs a batch of at least 2 inputs; got {flat.shape[0]}")
-    expected = output_action.act(moved.group, moved.elements, output_action.repeat(y, moved.k))
-    difference = output_action.flatten(moved.predictions) - output_action.flatten(expected)
     spread = (flat - flat.mean(dim=0)).norm(dim=1).mean().clamp_min(eps)
-    return float(difference.norm(dim=1).mean() / spread)
+    return float(residual_norms(moved, y, output_action).mean() / spread)
 
 
 def invariance_error(

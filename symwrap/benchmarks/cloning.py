@@ -43,6 +43,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -61,7 +62,7 @@ from ..wrap import wrap
 from . import register_benchmark
 from .loop import train_steps
 from .nbody import GROUP as NBODY_GROUP
-from .nbody import INPUT, OUTPUT, NBodySettings, build_transformer, evaluate, randomly_rotated
+from .nbody import INPUT, OUTPUT, NBodySettings, build_transformer, evaluate, randomly_rotated, symmetry_error
 from .nbody import train as train_nbody
 from .timing import format_table
 
@@ -225,16 +226,19 @@ def train_images(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     return train_steps(model, next_batch, settings.steps, settings.lr, F.cross_entropy)
 
 
-def image_error(model: nn.Module, images: torch.Tensor) -> float:
-    """E′ of the logits over all four quarter turns."""
+def image_error(model: nn.Module, images: torch.Tensor, metric: Callable[..., float] = equivariance_error) -> float:
+    """``metric`` (E′ by default; or :func:`~symwrap.metrics.centred_equivariance_error`) of the logits over
+    all four quarter turns."""
     model.eval()
-    return equivariance_error(model, images, IMAGE_GROUP, input="image", output="invariant")
+    return metric(model, images, IMAGE_GROUP, input="image", output="invariant")
 
 
-def image_centred_error(model: nn.Module, images: torch.Tensor) -> float:
-    """The centred error of the logits over all four quarter turns (blind to an offset shared by every digit)."""
-    model.eval()
-    return centred_equivariance_error(model, images, IMAGE_GROUP, input="image", output="invariant")
+def _cloning_errors(measure: Callable[[nn.Module, Callable[..., float]], float], model: nn.Module,
+                    when: str) -> dict[str, float]:
+    """The columns ``E_{when}_cloning`` and ``C_{when}_cloning``: ``measure(model, metric)`` with E′'s and
+    the centred error's metric."""
+    return {f"E_{when}_cloning": measure(model, equivariance_error),
+            f"C_{when}_cloning": measure(model, centred_equivariance_error)}
 
 
 def digit_splits(settings: ImageSettings) -> dict[str, torch.Tensor]:
@@ -274,7 +278,10 @@ def image_table(settings: ImageSettings) -> tuple[list[dict[str, Any]], dict[str
 
     torch.manual_seed(settings.seed)
     initial = _vit(settings)
-    before = {"E_before_cloning": image_error(initial, probe), "C_before_cloning": image_centred_error(initial, probe)}
+    def errors(model: nn.Module, when: str) -> dict[str, float]:
+        return _cloning_errors(lambda m, metric: image_error(m, probe, metric), model, when)
+
+    before = errors(initial, "before")
     for method in (SCRATCH, AUGMENTED):
         student = copy.deepcopy(initial)
         seconds = train_images(student, train_x, train_y, settings, augment=method == AUGMENTED)
@@ -293,7 +300,7 @@ def image_table(settings: ImageSettings) -> tuple[list[dict[str, Any]], dict[str
         start = time.perf_counter()
         histories[kind] = clone(cloned, loader, settings.clone_steps, settings.clone_lr, probe[:100])
         clone_s = time.perf_counter() - start
-        after = {"E_after_cloning": image_error(cloned, probe), "C_after_cloning": image_centred_error(cloned, probe)}
+        after = errors(cloned, "after")
         for mode in ("keep", "break"):
             student = copy.deepcopy(cloned).set_mode(mode)
             seconds = train_images(student, train_x, train_y, settings)
@@ -322,11 +329,7 @@ def particle_table(settings: ParticleSettings) -> tuple[list[dict[str, Any]], di
                 "rotated": measured["mse_rotated"]}
 
     def errors(model: nn.Module, when: str) -> dict[str, float]:
-        centred = centred_equivariance_error(model, test[: nb.metric_inputs].inputs(), NBODY_GROUP, input=INPUT,
-                                             output=OUTPUT, n=nb.metric_samples,
-                                             generator=torch.Generator().manual_seed(nb.seed + 2))
-        return {f"E_{when}_cloning": evaluate(model, test, rotated, nb)["equivariance_error"],
-                f"C_{when}_cloning": centred}
+        return _cloning_errors(lambda m, metric: symmetry_error(m, test, nb, metric), model, when)
 
     torch.manual_seed(nb.seed)
     teacher = EGNNDynamics(hidden=nb.egnn_hidden, layers=nb.egnn_layers)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,10 +133,16 @@ def mse(model: nn.Module, data: NBodyData, batch_size: int = 500) -> float:
 
 def evaluate(model: nn.Module, test: NBodyData, rotated: NBodyData, settings: NBodySettings) -> dict[str, float]:
     """Test MSE upright and rotated, and the relative SO(3) equivariance error E′."""
-    subset = test[: settings.metric_inputs].inputs()
-    error = equivariance_error(model, subset, GROUP, input=INPUT, output=OUTPUT, n=settings.metric_samples,
-                               generator=torch.Generator().manual_seed(settings.seed + 2))
-    return {"mse": mse(model, test), "mse_rotated": mse(model, rotated), "equivariance_error": error}
+    return {"mse": mse(model, test), "mse_rotated": mse(model, rotated),
+            "equivariance_error": symmetry_error(model, test, settings)}
+
+
+def symmetry_error(model: nn.Module, test: NBodyData, settings: NBodySettings,
+                   metric: Callable[..., float] = equivariance_error) -> float:
+    """``metric`` (E′ by default) of the predicted positions on the first ``metric_inputs`` test
+    trajectories, each turned by ``metric_samples`` seeded rotations."""
+    return metric(model, test[: settings.metric_inputs].inputs(), GROUP, input=INPUT, output=OUTPUT,
+                  n=settings.metric_samples, generator=torch.Generator().manual_seed(settings.seed + 2))
 
 
 def _parameters(model: nn.Module) -> int:
