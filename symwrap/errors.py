@@ -106,3 +106,41 @@ class UnknownBackboneError(UnknownNameError):
 
 class WeightsUnavailableError(WeightFileNotFoundError):
     """Pretrained weights that are not on this machine and could not be downloaded (offline, not on the hub)."""
+
+
+class EmptyInputError(ActionError):
+    """An input with nothing in it: a batch of zero samples, a point cloud of zero points."""
+
+
+class DeviceError(SymwrapError, ValueError):
+    """A tensor on a device that cannot hold data (``meta``) or on a different device than the model."""
+
+
+class BackboneOutputError(SymwrapError, TypeError):
+    """A backbone that returned something a strategy cannot use: not a tensor, integers, another batch size,
+    or a shape that does not fit the output action."""
+
+
+class TargetError(SymwrapError, ValueError):
+    """A training target given to ``loss`` that is missing or does not fit the prediction."""
+
+
+class SaveError(SymwrapError, OSError):
+    """``save_pretrained`` could not write a model (the folder already holds one, it is not writable, ...)."""
+
+
+class ModelFileError(SymwrapError, ValueError):
+    """A saved model whose files are missing, corrupt, incomplete or do not belong together."""
+
+
+class CheckpointError(SymwrapError, ValueError):
+    """A training checkpoint that is missing, corrupt, or written for another model or optimizer."""
+
+
+class DataError(SymwrapError, ValueError):
+    """A data loader or data set that yields nothing, or batches of an unexpected form."""
+
+
+class ApproximationWarning(UserWarning):
+    """A model that is only approximately equivariant and measurably far from exact (a Monte Carlo average with
+    few samples, an untrained learned frame): warned once per model."""

@@ -42,10 +42,11 @@ GRAPH_FIELDS = ("x", "z", "pos", "edge_index", "edge_attr", "edge_weight", "batc
 _READOUTS = ("mean", "add", "max")
 
 
-def select_output(output: Any, key: str | None = None) -> Any:
+def select_output(output: Any, key: str | int | None = None) -> Any:
     """The tensor a strategy should use from a backbone's output.
 
-    Tensors pass through. With ``key``, that entry or attribute is read. Otherwise
+    Tensors pass through. With ``key``, that entry or attribute is read (an integer ``key``: that item of
+    a tuple or list). Otherwise
     objects with a ``logits`` / ``last_hidden_state`` / ``pooler_output`` entry or
     attribute (Hugging Face ``ModelOutput``) give the first of them that is a tensor;
     other dicts pass through; tuples and lists give their first entry.
@@ -55,6 +56,11 @@ def select_output(output: Any, key: str | None = None) -> Any:
     """
     if isinstance(output, torch.Tensor):
         return output
+    if isinstance(key, int) and not isinstance(key, bool):
+        if isinstance(output, (tuple, list)) and -len(output) <= key < len(output):
+            return output[key]
+        raise ActionError(f"cannot read item {key} from a backbone output of type {type(output).__name__}"
+                          + (f" with {len(output)} items" if isinstance(output, (tuple, list)) else ""))
     keys = (key,) if key else _OUTPUT_KEYS
     for name in keys:
         value = output.get(name) if isinstance(output, Mapping) else getattr(output, name, None)
@@ -81,11 +87,11 @@ class OutputAdapter(nn.Module):
 
     Args:
         model: the backbone.
-        key: the entry or attribute of the output to return; ``None`` reads ``logits``,
-            else ``last_hidden_state``, else ``pooler_output``.
+        key: the entry or attribute of the output to return (an integer: that item of a tuple);
+            ``None`` reads ``logits``, else ``last_hidden_state``, else ``pooler_output``.
     """
 
-    def __init__(self, model: nn.Module, key: str | None = None) -> None:
+    def __init__(self, model: nn.Module, key: str | int | None = None) -> None:
         super().__init__()
         self.model = model
         self.key = key

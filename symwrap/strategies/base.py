@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +16,8 @@ from torch import nn
 from ..actions import Action
 from ..errors import ConfigError
 from ..groups import Group
+from .checks import check_backbone_output, check_target
+from .fields import check_field_types
 
 CONFIG_FILE = "symwrap_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -39,6 +42,7 @@ class StrategyConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.task_loss not in ("auto", "cross_entropy", "mse"):
             raise ConfigError(f"task_loss must be 'auto', 'cross_entropy' or 'mse'; got {self.task_loss!r}")
 
@@ -49,6 +53,13 @@ class StrategyConfig:
     def from_dict(cls, values: dict[str, Any]) -> StrategyConfig:
         values = {k: v for k, v in values.items() if k != "strategy"}
         return build_config(cls, values)
+
+
+def _floating_target(target: Any) -> bool:
+    """Whether ``task_loss="auto"`` reads ``target`` as a regression target (floats, or a dict of them)."""
+    if isinstance(target, Mapping):
+        return all(_floating_target(value) for value in target.values())
+    return isinstance(target, torch.Tensor) and torch.is_floating_point(target)
 
 
 def build_config(config_class: type[StrategyConfig], values: dict[str, Any]) -> StrategyConfig:
@@ -105,11 +116,29 @@ class SymmetricModel(nn.Module):
     def forward(self, x: Any) -> Any:
         """The (approximately) equivariant prediction."""
 
+    def run_backbone(self, x: Any) -> Any:
+        """The backbone on ``x``, its output checked against the output action while ``config.validate``
+        is on: a tensor (or dict of them) of floats, one row per input, in the output's layout."""
+        y = self.backbone(x)
+        if self.config.validate:
+            check_backbone_output(y, self.output_action, self.group, self.input_action.batch_size(x),
+                                  type(self.backbone).__name__)
+        return y
+
     # --- training terms ------------------------------------------------------------------
     def task_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The task term: cross-entropy or mean squared error (``config.task_loss``), summed over the fields
+        of dict outputs. Raises :class:`~symwrap.errors.TargetError` for a target that does not fit ``pred``."""
         kind = self.config.task_loss
         if kind == "auto":
-            kind = "mse" if torch.is_floating_point(target) else "cross_entropy"
+            kind = "mse" if _floating_target(target) else "cross_entropy"
+        check_target(pred, target, kind)
+        if isinstance(pred, Mapping):
+            return sum(self._task_term(kind, pred[key], target[key]) for key in pred)
+        return self._task_term(kind, pred, target)
+
+    @staticmethod
+    def _task_term(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if kind == "cross_entropy":
             return F.cross_entropy(pred, target)
         return F.mse_loss(pred, target)
@@ -125,6 +154,15 @@ class SymmetricModel(nn.Module):
             terms.update(self.auxiliary_loss(x))
         terms["total"] = sum(terms.values())
         return terms
+
+    def is_exact(self, x: Any) -> bool:
+        """Whether this model promises exact equivariance on ``x`` (up to float round-off: relative error
+        ≤ 1e-5 in float32), which the contract tests check with :func:`symwrap.metrics.assert_equivariant`.
+
+        ``False`` (the default) promises no bound: the model is approximately equivariant, or equivariant
+        in distribution only.
+        """
+        return False
 
     # --- measuring ---------------------------------------------------------------------------
     def equivariance_error(self, x: Any, n: int | None = None, generator: torch.Generator | None = None) -> float:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ...actions import Copies, ImageAction, group_copies, mix_inverse_copies
 from ...errors import ConfigError, IncompatibleGroupError
+from ...geometry import principal_axes
 from ...groups import Group, select
 from ..base import SymmetricModel
 from ..registry import register_strategy
@@ -77,7 +78,7 @@ class Canonicalization(SymmetricModel):
             group, g, canonical = self._canonicalize_discrete(x)
         else:
             group, g, canonical = self._canonicalize_continuous(x)
-        return self.output_action.act(group, g, self.backbone(canonical))
+        return self.output_action.act(group, g, self.run_backbone(canonical))
 
     def _canonicalize_discrete(self, x: Any):
         action, config = self.input_action, self.config
@@ -151,6 +152,18 @@ class Canonicalization(SymmetricModel):
                 f"input {self.input_action.spec()!r} has neither"
             )
         return positions
+
+    def is_exact(self, x: Any) -> bool:
+        """Exact for finite groups (the arg-max over scored elements is an equivariant choice) and for frames
+        that turn exactly with the input (Vector Neurons; PCA on non-degenerate point sets)."""
+        if self.discrete:
+            return True
+        if isinstance(self.canonicalizer, VectorNeuronFrame):
+            return True
+        if isinstance(self.canonicalizer, PCAFrame):
+            points = self.input_action.positions(x)
+            return points is not None and not bool(principal_axes(points)[2].any())
+        return False
 
     # --- training terms ----------------------------------------------------------------------
     def auxiliary_loss(self, x: Any) -> dict[str, torch.Tensor]:

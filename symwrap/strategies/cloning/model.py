@@ -142,7 +142,7 @@ class SymmetryCloning(SymmetricModel):
     # --- inference: the bare student ------------------------------------------------------------------
     def forward(self, x: Any) -> Any:
         """The student's prediction, untouched."""
-        return self.backbone(x)
+        return self.run_backbone(x)
 
     # --- stage one: cloning ---------------------------------------------------------------------------
     def cloning_loss(self, x: Any) -> dict[str, torch.Tensor]:
@@ -163,7 +163,7 @@ class SymmetryCloning(SymmetricModel):
                 torch.no_grad():
             teacher_outputs = self._teacher_targets(teacher, names, batches, copies)
         with _captured(student_layer, "student", config.student_feature_layer) as student_features:
-            student_outputs = _call(self.backbone, batches, self.input_action)
+            student_outputs = _call(self.run_backbone, batches, self.input_action)
         terms = {name: self._distance(s, t) for name, s, t in zip(names, student_outputs, teacher_outputs)}
         if self.feature_projection is not None:
             terms["features"] = config.feature_weight * self._feature_distance(student_features, teacher_features)
@@ -302,14 +302,14 @@ class SymmetryCloning(SymmetricModel):
         """β·‖f(g·x) − g·f(x)‖² on unlabelled ``x`` in ``"keep"`` mode; nothing in ``"break"`` mode."""
         if not self._keeps():
             return {}
-        return {"equivariance": self.config.beta * self._equivariance_term(self.backbone(x), None, x, "prediction")}
+        return {"equivariance": self.config.beta * self._equivariance_term(self.run_backbone(x), None, x, "prediction")}
 
     def _keeps(self) -> bool:
         return self.config.mode == "keep" and self.config.beta > 0
 
     def _equivariance_term(self, pred: Any, target: Any, x: Any, kind: str | None = None) -> torch.Tensor:
         self._check_input(x)
-        moved = predict_transformed(self.backbone, x, self.group, self.input_action,
+        moved = predict_transformed(self.run_backbone, x, self.group, self.input_action,
                                     num_samples=self.config.num_samples,
                                     generator=self.generator_for(self.input_action.probe(x).device))
         if (kind or self.config.target) == "label":

@@ -85,7 +85,7 @@ class Remul(SymmetricModel):
     # --- inference: the bare backbone ---------------------------------------------------------
     def forward(self, x: Any) -> Any:
         """The backbone's prediction, untouched: REMUL adds nothing at inference."""
-        return self.backbone(x)
+        return self.run_backbone(x)
 
     # --- training --------------------------------------------------------------------------------
     def loss_weights(self) -> dict[str, float]:
@@ -115,7 +115,7 @@ class Remul(SymmetricModel):
 
     def auxiliary_loss(self, x: Any) -> dict[str, torch.Tensor]:
         """Self-consistency terms ‖f(g·x) − g·f(x)‖² for unlabelled ``x`` (weighted by β)."""
-        pred = self.backbone(x)
+        pred = self.run_backbone(x)
         losses = self._equivariance_losses(pred, None, x, target_kind="prediction")
         weights = self._current_weights(None, losses)
         return {self._term_name(name): beta * losses[name] for name, beta in zip(self.groups, weights[1:])}
@@ -130,7 +130,7 @@ class Remul(SymmetricModel):
             return {}
         probe = self.input_action.probe(x)
         moved_all = predict_transformed_many(
-            self.backbone, x, [self.groups[name] for name in active], self.input_action,
+            self.run_backbone, x, [self.groups[name] for name in active], self.input_action,
             num_samples=self.config.num_samples, generator=self.generator_for(probe.device),
         )
         losses = {}

@@ -62,5 +62,10 @@ class GroupAveraging(SymmetricModel):
             exhaustive_up_to=self.config.max_exhaustive_order,
             generator=self.generator_for(probe.device),
         )
-        y = self.backbone(self.input_action.act(group, group.inverse(g), x_rep))
+        y = self.run_backbone(self.input_action.act(group, group.inverse(g), x_rep))
         return self.output_action.mean(self.output_action.act(group, g, y), k)
+
+    def is_exact(self, x: Any) -> bool:
+        """Exact when the group, bound to ``x``, is finite and small enough to average over every element."""
+        bound = self.input_action.bind(self.group, x)
+        return bound.is_finite and bound.order <= self.config.max_exhaustive_order

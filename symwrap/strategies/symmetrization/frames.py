@@ -119,5 +119,13 @@ class FrameAveraging(SymmetricModel):
         x_rep = action.repeat(x, k)
         group = action.bind(self.group, x_rep)
         g = group.from_parts(linear=linear, translation=translation)
-        y = self.backbone(action.act(group, group.inverse(g), x_rep))
+        y = self.run_backbone(action.act(group, group.inverse(g), x_rep))
         return self.output_action.mean(self.output_action.act(group, g, y), k)
+
+    def is_exact(self, x: Any) -> bool:
+        """Exact unless a point set of ``x`` has a (nearly) degenerate spectrum, whose frame is Haar-random."""
+        points = self.input_action.positions(x)
+        if points is None:
+            return False
+        _, _, degenerate = principal_axes(points, self.config.degenerate_tol)
+        return not bool(degenerate.any())

@@ -68,7 +68,7 @@ class ProbabilisticSymmetrization(SymmetricModel):
         probe = self.input_action.probe(x)
         group, x_rep, sample = self.sample(x, k, self.generator_for(probe.device), noise=noise)
         canonical = self._inverse_act(group, sample, x_rep)
-        y = self.backbone(canonical)
+        y = self.run_backbone(canonical)
         self._last_gap = sample.gap
         return self.output_action.mean(self.output_action.act(group, sample.elements, y), k)
 
