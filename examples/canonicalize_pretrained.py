@@ -234,8 +234,6 @@ def canonicalize(backbone: nn.Module, kind: str, settings: Settings) -> symwrap.
         artifact_weight=settings.artifact_weight if contrastive else 0.0,
         gradient="straight_through",
     )
-    with torch.no_grad():  # materialise the lazy layers of the contrastive network
-        model.eval()(torch.zeros(2, 1, PADDED_SIZE, PADDED_SIZE))
     return model
 
 

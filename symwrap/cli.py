@@ -6,6 +6,9 @@
 * ``symwrap eval DIR``: accuracy (or MSE) and equivariance error per group element of a trained
   run (:mod:`symwrap.evaluation`); ``--plot`` draws them against the rotation angle.
 * ``symwrap bench NAME``: a benchmark; its table is also written as CSV and JSON.
+
+A failure prints one line, ``symwrap <command>: <what went wrong and what to do>``, to stderr and exits
+with status 1 (2 for usage errors); ``symwrap --debug <command> ...`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import SymwrapError
+from .errors import ConfigError, SymwrapError
 
 
 def _summary(obj: object) -> str:
@@ -72,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symwrap", description="Make PyTorch backbones equivariant or approximately equivariant."
     )
+    parser.add_argument("--debug", action="store_true", help="on an error, show its traceback instead of one line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
@@ -96,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--device", default="cpu", help="torch device to run on (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    commands.add_parser("groups", help="list the registered groups, actions and strategies")
+    groups = commands.add_parser("groups", help="list the registered groups, actions and strategies")
     train = commands.add_parser(
         "train",
         help="train the model a YAML configuration describes (backbone, data, group, strategy, training)",
@@ -108,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", default=None,
                        help="the run directory (default: outputs/train/<name of the configuration file>)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the model of a run directory that already holds one (refused otherwise)")
     evaluate = commands.add_parser(
         "eval",
         help="accuracy (or MSE) and equivariance error per group element of a model trained by 'symwrap train'",
@@ -140,13 +146,49 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--output-dir", default="outputs/bench", help="where the CSV and JSON go (default: %(default)s)"
     )
+    for command in (demo, groups, train, evaluate, bench):  # also accepted after the command
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="on an error, show its traceback instead of one line")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``symwrap`` command; returns the exit status."""
+    """Entry point of the ``symwrap`` command; returns the exit status.
+
+    A failure prints one line, ``symwrap <command>: <what went wrong and what to do>``, to stderr and returns
+    1 (usage errors exit with argparse's status 2); ``--debug`` re-raises it to show the traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    _check_arguments(parser, args)
+    try:
+        _run(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"symwrap {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"symwrap {args.command}: {error_line(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def error_line(error: BaseException) -> str:
+    """``error`` as one line: a symwrap error's message; for anything else its type and message, and where
+    to find the traceback."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, SymwrapError):
+        return text
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.strerror or text}: {error.filename!r}"
+    return f"unexpected {type(error).__name__}: {text} (run with --debug for the traceback)"
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Option values argparse cannot check by itself (exits with status 2, like argparse)."""
     if args.command == "demo" and not (args.train_seconds > 0 and args.finetune_seconds > 0):
         parser.error(
             "--train-seconds and --finetune-seconds must be positive; "
@@ -157,28 +199,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    ("--batch-size", args.batch_size, 1)):
             if value is not None and value < low:
                 parser.error(f"{option} must be an integer >= {low}; got {value}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Run the command ``args`` names."""
+    if args.command == "demo":
+        from .demo import run_demo
+        from .experiment import check_device
+
+        check_device(args.device, "--device")
+        _writable_folder(args.output_dir, "--output-dir")
+        run_demo(
+            args.output_dir, args.train_seconds, args.seed, args.device,
+            finetune_seconds=args.finetune_seconds, progress=not args.no_progress,
+        )
+    elif args.command == "groups":
+        print(format_registry())
+    elif args.command == "train":
+        _train(args)
+    elif args.command == "eval":
+        _eval(args)
+    elif args.command == "bench":
+        from .benchmarks import run_benchmark
+
+        _writable_folder(args.output_dir, "--output-dir")
+        run_benchmark(args.name, quick=args.quick, output_dir=args.output_dir, strategy=args.strategy)
+
+
+def _writable_folder(path: str | Path, option: str) -> Path:
+    """``path`` created as a folder before any long computation, so an impossible output place fails first."""
+    folder = Path(path)
     try:
-        if args.command == "demo":
-            from .demo import run_demo
-
-            run_demo(
-                args.output_dir, args.train_seconds, args.seed, args.device,
-                finetune_seconds=args.finetune_seconds, progress=not args.no_progress,
-            )
-        elif args.command == "groups":
-            print(format_registry())
-        elif args.command == "train":
-            _train(args)
-        elif args.command == "eval":
-            _eval(args)
-        elif args.command == "bench":
-            from .benchmarks import run_benchmark
-
-            run_benchmark(args.name, quick=args.quick, output_dir=args.output_dir, strategy=args.strategy)
-    except SymwrapError as error:
-        print(f"symwrap {args.command}: {error}", file=sys.stderr)
-        return 1
-    return 0
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{option} {str(folder)!r} cannot be created as a folder ({error.strerror or error}); "
+                          "choose another place") from error
+    return folder
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -187,7 +243,8 @@ def _train(args: argparse.Namespace) -> None:
 
     config = read_config(args.config)
     output_dir = args.output_dir if args.output_dir is not None else Path("outputs/train") / Path(args.config).stem
-    run = train_from_config(config, output_dir, progress=False if args.no_progress else None)
+    run = train_from_config(config, output_dir, progress=False if args.no_progress else None,
+                            overwrite=args.overwrite)
     last = run.history.last or {}
     shown = ", ".join(f"{key}={value:.4g}" for key, value in last.items() if key not in ("epoch", "step", "lr"))
     print(f"trained {config.strategy} on {config.group} for {last.get('epoch', 0):g} epoch(s): {shown}")
@@ -197,7 +254,12 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     """``symwrap eval``: the per-element table, and the plot and JSON when asked."""
     from .evaluation import evaluate_run, format_report, plot_report
+    from .experiment import check_device
 
+    check_device(args.device, "--device")
+    for option, value in (("--plot", args.plot), ("--json", args.json)):
+        if value is not None:
+            _writable_folder(Path(value).parent, option)
     report = evaluate_run(args.directory, data=args.data, split=args.split, angles=args.angles, axis=args.axis,
                           max_elements=args.max_elements, batch_size=args.batch_size, device=args.device)
     print(format_report(report))
@@ -206,6 +268,5 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
     if args.json is not None:
         path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report.to_dict(), indent=2))
         print(f"wrote {path}")

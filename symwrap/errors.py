@@ -121,6 +121,11 @@ class BackboneOutputError(SymwrapError, TypeError):
     or a shape that does not fit the output action."""
 
 
+class BackboneError(SymwrapError, RuntimeError):
+    """The backbone (or a measured model) raised on the batch a strategy gave it; the original exception is
+    chained as ``__cause__``."""
+
+
 class TargetError(SymwrapError, ValueError):
     """A training target given to ``loss`` that is missing or does not fit the prediction."""
 
@@ -144,3 +149,7 @@ class DataError(SymwrapError, ValueError):
 class ApproximationWarning(UserWarning):
     """A model that is only approximately equivariant and measurably far from exact (a Monte Carlo average with
     few samples, an untrained learned frame): warned once per model."""
+
+
+class EquivarianceAssertionError(SymwrapError, AssertionError):
+    """:func:`symwrap.metrics.assert_equivariant` found a model further from equivariant than the tolerance."""

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from .actions import Action, get_action
-from .errors import ConfigError, IncompatibleGroupError, SymwrapError
+from .errors import ConfigError, DataError, IncompatibleGroupError, SymwrapError
 from .groups import Element, Group, element_batch_size, get_group, repeat_each, tree_map
 from .groups.base import rotation_2d
 
@@ -294,7 +294,7 @@ def evaluate_model(
                 total = value.to(torch.float64).sum(1).cpu()
                 sums[element_set.title][name] = sums[element_set.title].get(name, 0) + total
     if not base["samples"]:
-        raise ConfigError("the evaluation data is empty; choose a split with samples")
+        raise DataError("the evaluation data is empty; choose a split with samples")
     count = base["samples"]
     report_sets = {}
     for element_set in sets:

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ConfigError, MissingDependencyError
+from .errors import ConfigError, MissingDependencyError, SaveError
 from .strategies import SymmetricModel
 from .training import History
 
@@ -57,6 +57,7 @@ __all__ = [
     "TrainRun",
     "TrainingSettings",
     "build_backbone",
+    "check_device",
     "load_trained",
     "read_config",
     "train_from_config",
@@ -312,12 +313,29 @@ def read_config(path: str | Path) -> TrainConfig:
         raise MissingDependencyError("pyyaml", "dev", "reading YAML configurations") from error
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"configuration file {str(path)!r} does not exist; expected a YAML file")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"configuration file {str(path)!r} {what}; expected a YAML file")
     try:
-        values = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the configuration file {str(path)!r}: {error}") from error
+    try:
+        values = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{str(path)!r} is not valid YAML: {error}") from error
+        raise ConfigError(f"{str(path)!r} is not valid YAML: {_yaml_problem(error)}") from error
+    if values is None:
+        raise ConfigError(f"configuration file {str(path)!r} is empty; expected the keys {', '.join(TrainConfig.KEYS)} "
+                          "(see examples/configs/)")
     return TrainConfig.from_dict(values, source=path)
+
+
+def _yaml_problem(error: Exception) -> str:
+    """A YAML error in one line: what is wrong and where (line and column, counted from 1)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}{f' ({context})' if context else ''}".split())
 
 
 # --- building -------------------------------------------------------------------------------------------
@@ -419,7 +437,8 @@ class TrainRun:
 
 
 def train_from_config(
-    config: TrainConfig | str | Path, output_dir: str | Path, *, progress: bool | None = None
+    config: TrainConfig | str | Path, output_dir: str | Path, *, progress: bool | None = None,
+    overwrite: bool = False,
 ) -> TrainRun:
     """Train the model a configuration describes and write the run directory.
 
@@ -428,20 +447,29 @@ def train_from_config(
         output_dir: the run directory: ``symwrap_config.json`` and ``model.safetensors``
             (``save_pretrained``), ``train_config.yaml`` (the configuration) and ``history.json``.
         progress: override ``training.progress``.
+        overwrite: replace the model of a run directory that already holds one.
 
     Returns:
         the :class:`TrainRun`.
+
+    Raises:
+        SaveError: ``output_dir`` already holds a trained model and ``overwrite`` is false (checked before
+            anything is built or trained).
     """
     if not isinstance(config, TrainConfig):
         config = read_config(config)
     settings = config.training
-    directory = Path(output_dir)
+    directory = _run_folder(output_dir, overwrite)
+    check_device(settings.device, "training.device")
     torch.manual_seed(settings.seed)
     backbone, modules = _build_modules(config, load_weights=True)  # before the data: a bad spec fails fast
     data = _data(config)
     input_action, output_action = _actions(config, data)
     from .wrap import wrap
 
+    clash = sorted(set(config.strategy_config) & set(modules))
+    if clash:
+        raise ConfigError(f"{clash} appear both in strategy_config and in modules; give each in one of them")
     model = wrap(backbone, config.group, config.strategy, input_action, output_action, **config.strategy_config,
                  **modules)
     train_loader = data.loader("train")
@@ -465,11 +493,46 @@ def train_from_config(
         progress=settings.progress if progress is None else progress, device=settings.device,
         max_steps=settings.max_steps, grad_clip=settings.grad_clip,
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
+    model.save_pretrained(directory, overwrite=overwrite)
     _write_config(config, directory / CONFIG_COPY)
     history.save(directory / HISTORY_FILE)
     return TrainRun(model, history, directory)
+
+
+def _run_folder(output_dir: str | Path, overwrite: bool) -> Path:
+    """The run directory, refused before training when it is a file or already holds a trained model."""
+    from .saving import holds_model
+
+    directory = Path(output_dir)
+    if directory.exists() and not directory.is_dir():
+        raise SaveError(f"the run folder {str(directory)!r} is a file; choose a folder for --output-dir")
+    if holds_model(directory) and not overwrite:
+        raise SaveError(f"the run folder {str(directory)!r} already holds a trained model; pass --overwrite "
+                        "(overwrite=True) to replace it, or choose another --output-dir")
+    return directory
+
+
+def check_device(device: str | torch.device, where: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine.
+
+    Raises:
+        ConfigError: not a device name, or a CUDA/MPS device this machine does not have.
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"{where} must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got {device!r}") \
+            from error
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index is not None and resolved.index >= count):
+            raise ConfigError(f"{where} is {device!r} but this machine has {count} CUDA device(s); use 'cpu'"
+                              + (f" or 'cuda:0'..'cuda:{count - 1}'" if count else ""))
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{where} is {device!r} but MPS is not available on this machine; use 'cpu'")
+    if resolved.type == "meta":
+        raise ConfigError(f"{where} is 'meta', which holds no data; use 'cpu' or a GPU")
+    return resolved
 
 
 def _write_config(config: TrainConfig, path: Path) -> None:
@@ -497,24 +560,29 @@ def load_trained(directory: str | Path, *, device: str | torch.device = "cpu") -
     weights, then :func:`symwrap.load` fills in the trained ones.
 
     Raises:
-        ConfigError: ``directory`` holds no ``train_config.yaml`` or ``symwrap_config.json``.
+        ModelFileError: ``directory`` does not exist, or its saved model is missing, corrupt or incomplete.
+        ConfigError: ``directory`` holds no (valid) ``train_config.yaml``.
     """
-    import json
-
-    from .strategies.base import CONFIG_FILE
+    from .errors import ModelFileError
+    from .saving import CONFIG_FILE, holds_model, read_description
     from .wrap import load
 
     directory = Path(directory)
+    if not directory.is_dir():
+        what = "is a file" if directory.exists() else "does not exist"
+        raise ModelFileError(f"the run folder {str(directory)!r} {what}; give the --output-dir of a 'symwrap train' "
+                             "run")
     if not (directory / CONFIG_COPY).is_file():
         raise ConfigError(f"{str(directory)!r} has no {CONFIG_COPY}; expected a directory written by "
                           "'symwrap train CONFIG.yaml --output-dir DIR'")
     config = read_config(directory / CONFIG_COPY)
-    if not (directory / CONFIG_FILE).is_file():
-        raise ConfigError(f"{str(directory)!r} has no {CONFIG_FILE}; the training run did not finish")
-    description = json.loads((directory / CONFIG_FILE).read_text())
+    if not holds_model(directory):
+        raise ModelFileError(f"{str(directory)!r} has no {CONFIG_FILE}: the training run did not finish; train "
+                             "again with 'symwrap train'")
+    description = read_description(directory)
     backbone, modules = _build_modules(config, load_weights=False)
     model = load(directory, backbone, **modules)
-    model.to(device).eval()
+    model.to(check_device(device)).eval()
     # the actions as saved: they were resolved from the data set when the YAML left them out
     config.input, config.output = description["input"], description["output"]
     return model, config

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import ActionError, EmptyInputError
+
 
 def principal_axes(
     points: torch.Tensor, degenerate_tol: float = 1e-4
@@ -18,6 +20,7 @@ def principal_axes(
             the largest (or all zero), whose axes are not unique. Their axes are the
             coordinate axes, and gradients through them are zero rather than NaN.
     """
+    _check_point_sets(points)
     d = points.shape[-1]
     work = points.to(torch.float64)
     centroid = work.mean(dim=1)
@@ -33,3 +36,15 @@ def principal_axes(
     covariance = torch.where(degenerate[:, None, None], stand_in, covariance)
     _, axes = torch.linalg.eigh(covariance)
     return axes.flip(-1), centroid, degenerate
+
+
+def _check_point_sets(points: torch.Tensor) -> None:
+    """Raise unless ``points`` is a non-empty batch (B, N, d) of floating-point point sets: the covariance of
+    zero points is 0/0, which ``linalg.eigh`` cannot take."""
+    if not isinstance(points, torch.Tensor) or points.ndim != 3 or not torch.is_floating_point(points):
+        given = f"a {points.dtype} tensor of shape {tuple(points.shape)}" if isinstance(points, torch.Tensor) \
+            else type(points).__name__
+        raise ActionError(f"principal axes need floating-point point sets (B, N, d); got {given}")
+    if 0 in points.shape:
+        raise EmptyInputError(f"principal axes need at least one set of at least one point with d >= 1 "
+                              f"coordinates; got point sets of shape {tuple(points.shape)}")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .actions import ActionSpec, get_action
 from .backbones import adapt_backbone
-from .errors import ConfigError
+from .errors import ConfigError, IncompatibleGroupError, ModelFileError
 from .groups import Group, get_group
 from .strategies import StrategyConfig, SymmetricModel, get_strategy
-from .strategies.base import CONFIG_FILE, WEIGHTS_FILE, build_config
+from .strategies.base import build_config
 
 
 def wrap(
@@ -24,6 +25,8 @@ def wrap(
     input: ActionSpec,
     output: ActionSpec = "invariant",
     config: StrategyConfig | None = None,
+    *,
+    example_input: Any = None,
     **kwargs: Any,
 ) -> SymmetricModel:
     """Make ``model`` equivariant (or approximately so) to ``group``.
@@ -38,11 +41,17 @@ def wrap(
             ``"graph"``...), an :class:`~symwrap.actions.Action`, or a dict of them for dict inputs.
         output: how it acts on the output (``"invariant"``, ``"vector"``, ``"points"``, ``"regular"``...).
         config: the strategy's config dataclass; or give its fields as keyword arguments.
+        example_input: a batch like the ones the model will get (optional). The new model runs once on its
+            first 2 samples (in eval mode, without gradients; every module's training flag is restored), so that an
+            input, or a backbone output, that does not fit ``input``/``output`` raises here rather than at the
+            first forward. Without it, the first forward raises (an :class:`~symwrap.errors.ActionError` for
+            the input, a :class:`~symwrap.errors.BackboneOutputError` for the backbone's output).
         **kwargs: config fields, and the modules a strategy takes besides the backbone
             (``canonicalizer_network=`` for canonicalization, ...).
 
     Returns:
-        a :class:`~symwrap.strategies.SymmetricModel` (an ``nn.Module``) whose ``backbone`` is ``model``.
+        a :class:`~symwrap.strategies.SymmetricModel` (an ``nn.Module``) whose ``backbone`` is ``model``; the
+        strategy's own networks are built at once, on the backbone's device and in its floating-point dtype.
 
     Example::
 
@@ -61,7 +70,37 @@ def wrap(
         raise ConfigError(
             f"strategy {strategy!r} takes a {strategy_class.config_class.__name__}; got {type(config).__name__}"
         )
-    return strategy_class(adapt_backbone(model), resolved_group, input_action, output_action, config, **modules)
+    wrapped = strategy_class(adapt_backbone(model), resolved_group, input_action, output_action, config, **modules)
+    _place_like_backbone(wrapped)
+    if example_input is not None:
+        _try_example(wrapped, example_input)
+    return wrapped
+
+
+def _place_like_backbone(model: SymmetricModel) -> None:
+    """Move the strategy's own networks (canonicalizer, interface, ...) to the device and floating-point dtype
+    of the backbone, so that ``wrap(vit.double())`` or ``wrap(vit.cuda())`` needs no second ``.to()``."""
+    tensors = itertools.chain(model.backbone.parameters(), model.backbone.buffers())
+    reference = next((t for t in tensors if t.is_floating_point()), None)
+    if reference is None:
+        return
+    for child in model.children():
+        if child is not model.backbone:
+            child.to(device=reference.device, dtype=reference.dtype)
+
+
+def _try_example(model: SymmetricModel, example_input: Any) -> None:
+    """Run ``model`` once on the first 2 samples of ``example_input``, in eval mode and without gradients;
+    every submodule gets its own training flag back (a backbone kept in eval mode stays there)."""
+    model.input_action.validate(example_input)
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(model.input_action.take(example_input, 2))
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def _resolve_groups(
@@ -89,25 +128,33 @@ def _resolve_groups(
 
 def load(directory: str | Path, backbone: nn.Module, **modules: nn.Module) -> SymmetricModel:
     """Rebuild a model saved with ``save_pretrained(directory)`` around ``backbone``
-    (an instance of the same architecture) and load its weights. Strategies that took
-    modules besides the backbone (``canonicalizer_network=``) take them again here."""
-    from safetensors.torch import load_model
+    (an instance of the same architecture) and load its weights, bit for bit. Strategies that took
+    modules besides the backbone (``canonicalizer_network=``) take them again here.
 
-    directory = Path(directory)
-    config_path = directory / CONFIG_FILE
-    if not config_path.is_file():
-        raise ConfigError(f"{directory} has no {CONFIG_FILE}; expected a directory written by save_pretrained()")
-    description = json.loads(config_path.read_text())
-    strategy_class = get_strategy(description["strategy"])
-    config = strategy_class.config_class.from_dict(description["config"])
-    model = wrap(
-        backbone,
-        description["group"],
-        description["strategy"],
-        description["input"],
-        description["output"],
-        config,
-        **modules,
-    )
-    load_model(model, str(directory / WEIGHTS_FILE))
+    Raises:
+        ModelFileError: the folder, ``symwrap_config.json`` or ``model.safetensors`` is missing, empty,
+            truncated, corrupt or incomplete; the config names a strategy, group or action that is not
+            registered, or has invalid fields; or the two files come from different saves.
+        WeightLoadingError: the weights do not fit the model built around ``backbone`` (the message lists
+            the missing, unexpected and wrongly shaped keys).
+        ConfigError: a module keyword this strategy does not take.
+    """
+    from .saving import CONFIG_FILE as SAVED_CONFIG
+    from .saving import apply_weights, read_description, read_weights, rebuild_arguments
+
+    description = read_description(directory)
+    arguments = rebuild_arguments(description, directory)
+    tensors = read_weights(directory, description)
+    strategy_class = get_strategy(arguments["strategy"])
+    unknown = sorted(set(modules) - set(strategy_class.module_arguments))
+    if unknown:
+        raise ConfigError(f"strategy {arguments['strategy']!r} takes the module(s) "
+                          f"{list(strategy_class.module_arguments)} besides the backbone; got {unknown}")
+    try:
+        model = wrap(backbone, arguments["group"], arguments["strategy"], arguments["input"], arguments["output"],
+                     arguments["config"], **modules)
+    except (ConfigError, IncompatibleGroupError) as error:
+        raise ModelFileError(f"the model described by {str(Path(directory) / SAVED_CONFIG)!r} cannot be rebuilt "
+                             f"around the backbone given: {error}") from error
+    apply_weights(model, tensors, directory, description)
     return model

@@ -1,9 +1,12 @@
+import json
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
 import symwrap
-from symwrap.errors import ConfigError
+from symwrap.errors import ApproximationWarning, ConfigError, ShapeError
 from symwrap.metrics import equivariance_error, invariance_error
 
 
@@ -154,7 +157,7 @@ def test_continuous_contrastive_canonicalizer_learns_an_equivariant_frame():
     group, points = symwrap.get_group("SO2"), symwrap.get_action("points")
     backbone = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 2))
     model = symwrap.wrap(backbone, group="SO2", strategy="canonicalization", input="points", output="vector",
-                         prior_weight=0.0)
+                         canonicalizer="contrastive", prior_weight=0.0)
     shape = torch.randn(1, 8, 2, generator=generator)  # one rigid shape, seen in random poses
 
     def batch(step):
@@ -173,9 +176,7 @@ def test_save_and_load_with_a_custom_canonicalizer_network(tmp_path):
 
     def make():
         torch.manual_seed(3)
-        network = ImageEncoder(16)
-        network(torch.zeros(1, 1, 13, 13))  # materialise the lazy layer
-        return small_cnn(), network
+        return small_cnn(), ImageEncoder(1, 16)
 
     backbone, network = make()
     model = symwrap.wrap(backbone, group="C4", strategy="canonicalization", input="image",
@@ -230,7 +231,7 @@ class NotToBeCalled(nn.Module):
 
 def test_canonicalizer_loss_trains_the_canonicalizer_alone():
     model = symwrap.wrap(NotToBeCalled(), group="C8", strategy="canonicalization", input="image",
-                         artifact_weight=1.0).train()
+                         artifact_weight=1.0, in_channels=1).train()
     terms = model.canonicalizer_loss(torch.randn(4, 1, 13, 13))
     assert set(terms) == {"prior", "contrastive", "artifact", "total"}
     terms["total"].backward()
@@ -279,3 +280,202 @@ def test_augmented_prior_of_a_frame_targets_the_sampled_rotation():
     assert model.canonicalizer_loss(upright, augment=False)["prior"] < 1e-8
     turned = upright @ symwrap.get_group("SO3").sample(16, generator=generator).transpose(1, 2)
     assert model.canonicalizer_loss(turned, augment=False)["prior"] > 1e-2
+
+
+# --- default networks: built at wrap(), channels read from the backbone, "auto" resolved ------------------
+def tiny_timm_vit(in_chans):
+    timm = pytest.importorskip("timm")
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=8, patch_size=4, in_chans=in_chans,
+                             num_classes=3, embed_dim=16, depth=1, num_heads=2)
+
+
+def tiny_hf_vit(num_channels):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(image_size=8, patch_size=4, num_channels=num_channels, hidden_size=16,
+                                    num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, num_labels=3)
+    return transformers.ViTForImageClassification(config)
+
+
+@pytest.mark.parametrize("make,channels,size", [(lambda: small_cnn(), 1, 13), (lambda: tiny_timm_vit(2), 2, 8),
+                                                (lambda: tiny_hf_vit(1), 1, 8), (lambda: tiny_hf_vit(3), 3, 8)],
+                         ids=["cnn", "timm-vit", "hf-vit-grey", "hf-vit-rgb"])
+def test_image_canonicalizer_is_built_at_wrap_for_the_backbones_channels(make, channels, size, tmp_path):
+    model = symwrap.wrap(make(), group="C4", strategy="canonicalization", input="image", output="invariant")
+    assert model.config.canonicalizer == "contrastive" and model.config.in_channels == channels
+    params = list(model.canonicalizer.parameters())
+    assert not any(isinstance(p, nn.parameter.UninitializedParameter) for p in params)
+    assert model.canonicalizer.network.features[0].weight.shape[1] == channels
+    assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in model.backbone.parameters())
+    assert "canonicalizer.network.features.0.weight" in model.state_dict()
+    model.save_pretrained(tmp_path)  # before any forward
+    assert json.loads((tmp_path / "symwrap_config.json").read_text())["config"]["in_channels"] == channels
+    x = torch.randn(2, channels, size, size)
+    assert invariance_error(model.eval(), x, "C4", input="image") <= 1e-5
+
+
+def test_image_channels_are_read_from_the_first_module_that_tells():
+    from symwrap.backbones.introspection import image_channels
+
+    assert image_channels(small_cnn()) == 1
+    assert image_channels(nn.Sequential(nn.Conv2d(2, 3, 1), tiny_hf_vit(3))) == 2  # the stem before the ViT
+    assert image_channels(tiny_hf_vit(4)) == 4
+    assert image_channels(nn.Sequential(nn.LazyConv2d(4, 3), nn.Flatten())) is None  # not built yet
+    assert image_channels(nn.Sequential(nn.Flatten(), nn.Linear(4, 2))) is None
+    assert image_channels(lambda x: x) is None
+
+
+def test_a_given_channel_count_wins_and_user_config_objects_stay_untouched():
+    from symwrap.strategies.canonicalization import CanonicalizationConfig
+
+    config = CanonicalizationConfig()
+    model = symwrap.wrap(small_cnn(), group="C4", strategy="canonicalization", input="image", config=config)
+    assert (config.canonicalizer, config.in_channels) == ("auto", None)
+    assert (model.config.canonicalizer, model.config.in_channels) == ("contrastive", 1)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(2 * 8 * 8, 3))
+    model = symwrap.wrap(mlp, group="C4", strategy="canonicalization", input="image", in_channels=2)
+    assert model.config.in_channels == 2 and model.canonicalizer.network.in_channels == 2
+
+
+@pytest.mark.parametrize("canonicalizer", ["contrastive", "equivariant"])
+def test_an_image_backbone_that_does_not_tell_its_channels_needs_in_channels(canonicalizer):
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(8 * 8, 3))
+    with pytest.raises(ConfigError, match=r"Sequential does not tell.*pass in_channels="):
+        symwrap.wrap(mlp, group="C4", strategy="canonicalization", input="image", canonicalizer=canonicalizer)
+    with pytest.raises(ConfigError, match="in_channels must be >= 1; got 0"):
+        symwrap.wrap(mlp, group="C4", strategy="canonicalization", input="image", in_channels=0)
+    # a network of your own needs no channel count
+    network = nn.Sequential(nn.Flatten(), nn.Linear(8 * 8, 32))
+    model = symwrap.wrap(mlp, group="C4", strategy="canonicalization", input="image", canonicalizer_network=network,
+                         embedding_dim=32)
+    assert model.config.in_channels is None and model.config.canonicalizer == "contrastive"
+
+
+@pytest.mark.parametrize("canonicalizer", ["contrastive", "equivariant"])
+def test_images_with_other_channels_than_the_canonicalizer_was_built_for_raise_a_shape_error(canonicalizer):
+    if canonicalizer == "equivariant":
+        pytest.importorskip("escnn")
+    model = symwrap.wrap(small_cnn(), group="C4", strategy="canonicalization", input="image",
+                         canonicalizer=canonicalizer, hidden=2)
+    with pytest.raises(ShapeError, match=r"built for images with 1 channel\(s\); got 3 channel\(s\).*in_channels=3"):
+        model(torch.randn(2, 3, 13, 13))
+
+
+AUTO_CASES = [  # group, input, output, point dimension (None: images), the concrete choice, its canonicalizer
+    ("C4", "image", "invariant", None, "contrastive", "ContrastiveScorer"),
+    ("D4", "image", "invariant", None, "contrastive", "ContrastiveScorer"),
+    ("SO3", "points", "vector", 3, "equivariant", "VectorNeuronFrame"),
+    ("O3", "points", "vector", 3, "equivariant", "VectorNeuronFrame"),
+    ("E3", "points", "point", 3, "equivariant", "VectorNeuronFrame"),
+    ("SE3", "points", "point", 3, "equivariant", "VectorNeuronFrame"),
+    ("SO2", "points", "vector", 2, "equivariant", "VectorNeuronFrame"),
+    ("O2", "points", "vector", 2, "equivariant", "VectorNeuronFrame"),
+    ("O2", "image", "invariant", None, "contrastive", "RegressedFrame"),
+]
+
+
+def _auto_model(group, input, output, dim, **config):
+    if dim is None:
+        backbone = small_cnn(out=2)
+    else:
+        backbone = point_mlp(n_points=8, out=dim * 8) if output == "points" else nn.Sequential(
+            nn.Flatten(), nn.Linear(8 * dim, 32), nn.Tanh(), nn.Linear(32, 1 if output == "invariant" else dim))
+    return symwrap.wrap(backbone, group=group, strategy="canonicalization", input=input, output=output, **config)
+
+
+@pytest.mark.parametrize("group,input,output,dim,kind,canonicalizer", AUTO_CASES,
+                         ids=[case[0] + "-" + case[1] for case in AUTO_CASES])
+def test_auto_resolves_to_an_exact_canonicalizer_where_one_exists(group, input, output, dim, kind, canonicalizer,
+                                                                  tmp_path):
+    torch.manual_seed(0)
+    model = _auto_model(group, input, output, dim)
+    assert model.config.canonicalizer == kind and type(model.canonicalizer).__name__ == canonicalizer
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "symwrap_config.json").read_text())["config"]["canonicalizer"] == kind
+    if canonicalizer == "RegressedFrame":
+        return  # approximate: see the warning tests below
+    x = torch.randn(4, 1, 13, 13) if dim is None else torch.randn(4, 8, dim)
+    assert model.eval().is_exact(x)
+    assert equivariance_error(model, x, group, input=input, output=output, n=8) <= 1e-5  # float32
+
+
+def test_auto_scores_permutations_with_the_contrastive_scorer():
+    from symwrap.strategies.canonicalization.model import default_canonicalizer
+
+    for group in ("S", "S4", "C4xS"):
+        assert default_canonicalizer(symwrap.get_group(group), symwrap.get_action("points")) == "contrastive"
+    network = nn.Sequential(nn.Flatten(), nn.Linear(12, 8))  # a permutation-sensitive embedding of 4 points
+    model = symwrap.wrap(point_mlp(n_points=4), group="S", strategy="canonicalization", input="points",
+                         canonicalizer_network=network, embedding_dim=8).eval()
+    assert type(model.canonicalizer).__name__ == "ContrastiveScorer"
+    x = torch.randn(3, 4, 3)
+    assert invariance_error(model, x, "S", input="points") <= 1e-5
+
+
+def test_auto_picks_escnn_for_so2_images_when_it_is_installed(monkeypatch):
+    import importlib.util
+
+    model = _auto_model("SO2", "image", "invariant", None, hidden=2)
+    expected = "equivariant" if importlib.util.find_spec("escnn") else "contrastive"
+    assert model.config.canonicalizer == expected
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "escnn" else real(name, *a))
+    model = _auto_model("SO2", "image", "invariant", None)
+    assert model.config.canonicalizer == "contrastive" and type(model.canonicalizer).__name__ == "RegressedFrame"
+
+
+def test_auto_with_a_network_of_your_own_means_contrastive():
+    network = nn.Sequential(nn.Flatten(), nn.Linear(24, 9))
+    model = symwrap.wrap(point_mlp(), group="SO3", strategy="canonicalization", input="points", output="vector",
+                         canonicalizer_network=network)
+    assert model.config.canonicalizer == "contrastive" and model.canonicalizer.network is network
+
+
+def test_a_frame_network_giving_the_wrong_shape_raises_a_shape_error():
+    network = nn.Sequential(nn.Flatten(), nn.Linear(24, 5))
+    model = symwrap.wrap(point_mlp(), group="SO3", strategy="canonicalization", input="points", output="vector",
+                         canonicalizer_network=network)
+    with pytest.raises(ShapeError, match=r"must return \(N, 9\) frame vectors.*got \(2, 5\)"):
+        model(torch.randn(2, 8, 3))
+
+
+def test_symmetric_point_sets_are_not_promised_exact_by_vector_neurons():
+    """A centrally symmetric cloud has no equivariant frame under SO2 (its half turn is itself): the Vector-Neuron
+    vectors vanish and the frame is a fixed fallback, so the model must not promise exactness there."""
+    model = _auto_model("SO2", "points", "vector", 2)
+    half = torch.randn(3, 4, 2, generator=torch.Generator().manual_seed(0))
+    symmetric = torch.cat([half, -half], dim=1)
+    assert model.canonicalizer.degenerate(symmetric).all() and not model.is_exact(symmetric)
+    assert not model.canonicalizer.degenerate(torch.randn(3, 8, 2)).any()
+
+
+# --- a learned frame warns when it is far from equivariant --------------------------------------------------
+class RelativePositions(nn.Module):
+    """An exactly equivariant 'learned' frame network for 2-D points: the first two points about the centroid."""
+
+    def forward(self, points):
+        centred = points - points.mean(dim=1, keepdim=True)
+        return torch.stack([centred[:, 0], centred[:, 1]], dim=-1).flatten(1)
+
+
+def test_an_untrained_regressed_frame_warns_once_on_its_first_evaluation_batch():
+    model = _auto_model("SO2", "points", "vector", 2, canonicalizer="contrastive")
+    x = torch.randn(16, 8, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ApproximationWarning)
+        model.train()(x)  # training: not measured
+    with pytest.warns(ApproximationWarning, match=r"far from equivariant: ‖F\(h·x\) − h·F\(x\)‖ / ‖F\(x\)‖ = "):
+        model.eval()(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ApproximationWarning)
+        model(x)  # once per model
+    assert model.equivariance_error(x, n=4) > 0.1
+
+
+def test_an_equivariant_regressed_frame_does_not_warn():
+    model = _auto_model("SO2", "points", "vector", 2, canonicalizer="contrastive",
+                        canonicalizer_network=RelativePositions())
+    x = torch.randn(16, 8, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ApproximationWarning)
+        model.eval()(x)
+    assert model._frame_checked and model.equivariance_error(x, n=4) <= 1e-5

@@ -5,8 +5,12 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
+import symwrap
 from symwrap.cli import main
+from symwrap.experiment import load_trained
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "configs" / "mnist_c4_averaging.yaml"
 RUN_FILES = ("symwrap_config.json", "model.safetensors", "train_config.yaml", "history.json")
@@ -170,3 +174,205 @@ def test_groups_without_reflections_get_one_grid():
 
     assert [s.kind for s in element_sets("SO3", "points", "vector", angles=4)] == ["grid"]
     assert [s.kind for s in element_sets("SO2", "points", "vector", angles=4)] == ["grid"]
+
+
+# --- every strategy through train and eval ----------------------------------------------------------------
+PARTICLES_RUN = (
+    "backbone: {name: 'symwrap.nn:ParticleTransformer', kwargs: {hidden: 8, layers: 1, heads: 2}}\n"
+    "data: {name: nbody, n_train: 8, n_val: 4, n_test: 4, batch_size: 4, simulation: {steps: 10}}\n"
+    "group: SO3\nstrategy: STRATEGY\n"
+    "training: {epochs: 1, progress: false, checkpoint: false}\n"
+)
+
+
+def train_and_eval(tmp_path: Path, text: str, capsys) -> tuple[Path, str]:
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--output-dir", str(run), "--no-progress"]) == 0, capsys.readouterr().err
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+    assert main(["eval", str(run), "--angles", "2"]) == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return run, captured.out
+
+
+@pytest.mark.parametrize("strategy", symwrap.list_strategies())
+def test_every_strategy_trains_saves_and_evaluates_from_the_command_line(tmp_path, capsys, strategy):
+    pytest.importorskip("yaml")
+    run, out = train_and_eval(tmp_path, PARTICLES_RUN.replace("STRATEGY", strategy), capsys)
+    assert f"{strategy} on SO3" in out and "rotations about z (SO3)" in out
+    rows = _rows(out, "")
+    assert [float(rows[f"{a}deg"][0]) for a in (0, 180)] == [0.0, 180.0]
+    assert all(float(rows[f"{a}deg"][3]) >= 0 for a in (0, 180))  # the MSE column
+    model, config = load_trained(run)  # what eval loaded is the trained model, bit for bit
+    trained = json.loads((run / "symwrap_config.json").read_text())
+    assert trained["strategy"] == strategy and config.strategy == strategy
+    assert isinstance(model, symwrap.SymmetricModel) and not model.training
+    weights = load_file(run / "model.safetensors")
+    with symwrap.saving.training_mode(model):
+        state = model.state_dict()
+    assert state.keys() == weights.keys()
+    assert all(torch.equal(state[key], weights[key]) for key in weights)
+
+
+@pytest.fixture
+def tiny_images(monkeypatch):
+    """A registered data set of 24 random one-channel 8x8 images (2 classes), for fast image runs."""
+    from torch.utils.data import TensorDataset
+
+    from symwrap.data import DatasetSplits, registry
+
+    def tiny(batch_size: int = 8, seed: int = 0) -> DatasetSplits:
+        generator = torch.Generator().manual_seed(seed)
+        x = torch.randn(24, 1, 8, 8, generator=generator)
+        y = (x[:, 0, 2:6, 2:6].sum((1, 2)) > 0).long()
+        return DatasetSplits(TensorDataset(x[:16], y[:16]), TensorDataset(x[16:20], y[16:20]),
+                             TensorDataset(x[20:], y[20:]), batch_size, "image", "invariant", seed)
+
+    monkeypatch.setitem(registry._DATASETS, "tiny_images", tiny)
+
+
+IMAGES_RUN = (
+    "backbone:\n  name: timm:vit_tiny_patch16_224\n"
+    "  kwargs: {img_size: 8, patch_size: 4, in_chans: 1, num_classes: 2, embed_dim: 16, depth: 1, num_heads: 2}\n"
+    "data: tiny_images\ngroup: C4\nstrategy: STRATEGY\nstrategy_config: {}\n"
+    "training: {epochs: 1, progress: false, checkpoint: true}\n"
+)
+
+
+@pytest.mark.parametrize("strategy", ["canonicalization", pytest.param("symmetrization", marks=pytest.mark.slow)])
+def test_image_runs_that_wrote_no_model_or_could_not_be_evaluated_now_do(tmp_path, capsys, tiny_images, strategy):
+    """The two runs of issue 14: symmetrization trained and wrote no model (escnn's non-contiguous buffers
+    broke the save), canonicalization trained and 'symwrap eval' crashed (lazy layers could not be loaded)."""
+    pytest.importorskip("timm")
+    if strategy == "symmetrization":
+        pytest.importorskip("escnn")
+    _, out = train_and_eval(tmp_path, IMAGES_RUN.replace("STRATEGY", strategy), capsys)
+    elements = _rows(out, "C4[")
+    assert sorted(elements) == [f"C4[{i}]" for i in range(4)]
+    assert all(0.0 <= float(row[3]) <= 1.0 for row in elements.values())  # accuracy
+
+
+def test_train_refuses_a_run_folder_that_holds_a_model_unless_overwrite(tmp_path, capsys):
+    pytest.importorskip("yaml")
+    config = tmp_path / "config.yaml"
+    config.write_text(PARTICLES_RUN.replace("STRATEGY", "remul"))
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--output-dir", str(run)]) == 0
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    capsys.readouterr()
+
+    assert main(["train", str(config), "--output-dir", str(run)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (f"symwrap train: the run folder {str(run)!r} already holds a trained model; pass "
+                            "--overwrite (overwrite=True) to replace it, or choose another --output-dir\n")
+    assert captured.out == ""  # refused before training
+    assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == before
+
+    config.write_text(PARTICLES_RUN.replace("STRATEGY", "remul").replace("group: SO3", "group: O3"))
+    assert main(["train", str(config), "--output-dir", str(run), "--overwrite"]) == 0
+    assert json.loads((run / "symwrap_config.json").read_text())["group"] == "O3"
+    assert "group: O3" in (run / "train_config.yaml").read_text()
+
+
+# --- failures: one line, non-zero exit --------------------------------------------------------------------
+def _run_folder(tmp_path: Path) -> Path:
+    """A finished run (remul on particles) to break in various ways."""
+    config = tmp_path / "good.yaml"
+    config.write_text(PARTICLES_RUN.replace("STRATEGY", "remul"))
+    assert main(["train", str(config), "--output-dir", str(tmp_path / "run")]) == 0
+    return tmp_path / "run"
+
+
+def _setup(tmp_path: Path, kind: str) -> Path:
+    """Files the failing invocations below need."""
+    if kind == "directory":
+        (tmp_path / "folder.yaml").mkdir()
+    elif kind == "binary":
+        (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00bad")
+    elif kind == "empty":
+        (tmp_path / "empty.yaml").write_text("# nothing\n")
+    elif kind == "broken":
+        (tmp_path / "broken.yaml").write_text("backbone: {name: x\ndata: nbody\n")
+    elif kind == "unknown data":
+        (tmp_path / "data.yaml").write_text(PARTICLES_RUN.replace("STRATEGY", "remul").replace("name: nbody",
+                                                                                             "name: nbodyy"))
+    elif kind == "device":
+        (tmp_path / "device.yaml").write_text(PARTICLES_RUN.replace("STRATEGY", "remul").replace(
+            "checkpoint: false", "checkpoint: false, device: 'cuda:7'"))
+    elif kind == "file":
+        (tmp_path / "a_file").write_text("x")
+        (tmp_path / "good.yaml").write_text(PARTICLES_RUN.replace("STRATEGY", "remul"))
+    elif kind == "no model":
+        run = _run_folder(tmp_path)
+        for name in ("symwrap_config.json", "model.safetensors"):
+            (run / name).unlink()
+    elif kind == "corrupt model":
+        run = _run_folder(tmp_path)
+        (run / "model.safetensors").write_bytes(b"\x00" * 64)
+    elif kind == "corrupt config":
+        run = _run_folder(tmp_path)
+        (run / "train_config.yaml").write_text("data: [\n")
+    elif kind == "run":
+        _run_folder(tmp_path)
+    return tmp_path
+
+
+FAILING = [
+    (["train", "{tmp}/nope.yaml"], None, "configuration file '{tmp}/nope.yaml' does not exist; expected a YAML file"),
+    (["train", "{tmp}/folder.yaml"], "directory", "is a folder, not a file"),
+    (["train", "{tmp}/binary.yaml"], "binary", "cannot read the configuration file"),
+    (["train", "{tmp}/empty.yaml"], "empty", "is empty; expected the keys backbone, data"),
+    (["train", "{tmp}/broken.yaml"], "broken", "is not valid YAML: .* at line 2, column"),
+    (["train", "{tmp}/data.yaml"], "unknown data", "unknown data set 'nbodyy'; expected one of: .*nbody"),
+    (["train", "{tmp}/device.yaml"], "device", "training.device is 'cuda:7' but this machine has"),
+    (["train", "{tmp}/good.yaml", "--output-dir", "{tmp}/a_file"], "file", "is a file; choose a folder"),
+    (["eval", "{tmp}/missing"], None, "the run folder '{tmp}/missing' does not exist"),
+    (["eval", "{tmp}"], None, "has no train_config.yaml"),
+    (["eval", "{tmp}/run"], "no model", "has no symwrap_config.json: the training run did not finish"),
+    (["eval", "{tmp}/run"], "corrupt model", "model.safetensors' is 64 bytes but symwrap_config.json records"),
+    (["eval", "{tmp}/run"], "corrupt config", "train_config.yaml' is not valid YAML"),
+    (["eval", "{tmp}/run", "--data", "mnist"], "run", "unknown data set 'mnist'"),
+    (["eval", "{tmp}/run", "--device", "gpu!"], None, "--device must be a torch device such as 'cpu'"),
+    (["eval", "{tmp}/run", "--json", "{tmp}/a_file/out.json"], "file", "--json '{tmp}/a_file' cannot be created"),
+    (["bench", "nope"], None, "unknown benchmark 'nope'"),
+    (["bench", "nbody", "--quick", "--output-dir", "{tmp}/a_file"], "file", "--output-dir '{tmp}/a_file' cannot"),
+    (["demo", "--device", "cuda:9"], None, "--device is 'cuda:9' but this machine has"),
+]
+
+
+@pytest.mark.parametrize(("argv", "setup", "message"), FAILING,
+                         ids=[f"{argv[0]}-{setup or message[:24]}" for argv, setup, message in FAILING])
+def test_every_failure_is_one_line_and_a_non_zero_exit(tmp_path, capsys, argv, setup, message):
+    pytest.importorskip("yaml")
+    _setup(tmp_path, setup)
+    capsys.readouterr()
+    assert main([part.replace("{tmp}", str(tmp_path)) for part in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert re.match(f"symwrap {argv[0]}: .*{message.replace('{tmp}', str(tmp_path))}", err), err
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    import symwrap.cli
+
+    def broken() -> str:
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setattr(symwrap.cli, "format_registry", broken)
+    assert main(["groups"]) == 1
+    assert capsys.readouterr().err == ("symwrap groups: unexpected RuntimeError: something unforeseen (run with "
+                                       "--debug for the traceback)\n")
+    for argv in (["--debug", "groups"], ["groups", "--debug"]):
+        with pytest.raises(RuntimeError, match="unforeseen"):
+            main(argv)
+
+
+def test_usage_errors_keep_argparse_status_2(capsys):
+    for argv in (["nope"], ["train"], ["eval", "x", "--angles", "-1"], ["demo", "--train-seconds", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+    assert "usage: symwrap" in capsys.readouterr().err

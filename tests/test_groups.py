@@ -183,3 +183,61 @@ def test_plane_reflection_flips_one_coordinate():
     mirror = group.elements(dtype=torch.float64)[1]
     assert torch.equal(mirror, torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)))
     assert group.order == 2 and not group.special
+
+
+
+# --- groups bound to sets of different sizes (batches of graphs) -------------------------------------------------
+def test_ragged_permutations_enumerate_the_largest_set_and_restrict_each_row_exactly():
+    lengths = torch.tensor([3, 5, 4])
+    group = symwrap.get_group("S").sized(5, lengths)
+    assert group.ragged and group.is_finite and group.order == 120
+    elements = group.elements()
+    fitted = group.fit_rows(elements.repeat_interleave(3, dim=0))  # element i in rows 3i, 3i+1, 3i+2
+    for b, length in enumerate(lengths.tolist()):
+        rows = fitted[b::3]  # every element, as row b's graph sees it
+        assert torch.equal(rows[:, length:], torch.arange(length, 5).expand(120, -1))  # the rest stays put
+        patterns, counts = torch.unique(rows[:, :length], dim=0, return_counts=True)
+        assert patterns.shape[0] == math.factorial(length)  # every permutation of the row's own set ...
+        assert set(counts.tolist()) == {120 // math.factorial(length)}  # ... equally often: averages stay exact
+    # restricted rows keep the relative order of the first entries
+    assert fitted[0].tolist() == [0, 1, 2, 3, 4] and fitted[3 * 119].tolist() == [2, 1, 0, 3, 4]
+
+
+def test_ragged_restriction_is_a_group_element_of_each_row_and_inverts():
+    group = symwrap.get_group("S").sized(6, torch.tensor([2, 6, 4]))
+    g = group.fit_rows(symwrap.get_group("S6").sample(9, generator=make_generator(3)))
+    for row, length in zip(g, [2, 6, 4] * 3):
+        assert sorted(row[:length].tolist()) == list(range(length))
+        assert row[length:].tolist() == list(range(length, 6))
+    assert torch.equal(group.compose(g, group.inverse(g)), group.identity(9))
+
+
+def test_uniform_lengths_bind_the_plain_symmetric_group():
+    group = symwrap.get_group("S").sized(4, torch.tensor([4, 4, 4]))
+    assert not group.ragged and group.order == 24
+    g = group.sample(5, generator=make_generator(0))
+    assert group.fit_rows(g) is g
+
+
+def test_products_restrict_only_their_permutation_factor():
+    group = symwrap.get_group("C4xS").sized(4, torch.tensor([2, 4]))
+    assert group.ragged and group.order == 4 * 24
+    rotation, permutation = group.fit_rows(group.elements())
+    assert torch.equal(rotation, symwrap.get_group("C4").elements().repeat_interleave(24))
+    # rows alternate between the two sets: even rows move 2 members, odd rows all 4
+    assert torch.equal(permutation[0::2, 2:], torch.tensor([2, 3]).expand(48, 2))
+    assert torch.equal(permutation[1::2], group.elements()[1][1::2])
+    assert not symwrap.get_group("C4xS").sized(3).ragged
+
+
+@pytest.mark.parametrize("n, lengths, match", [
+    (True, None, "integer n >= 1"), (2.5, None, "integer n >= 1"), (0, None, "integer n >= 1"),
+    (3, torch.tensor([1, 4]), r"in \[0, 3\]"), (3, torch.tensor([[1, 2]]), "1-D integer"),
+    (3, torch.tensor([1.0, 2.0]), "1-D integer"), (3, torch.tensor([], dtype=torch.long), "non-empty"),
+    (None, torch.tensor([1, 2]), "need a set size"),
+])
+def test_bad_set_sizes_are_refused(n, lengths, match):
+    from symwrap.groups import PermutationGroup
+
+    with pytest.raises(GroupElementError, match=match):
+        PermutationGroup(n, lengths)

@@ -7,7 +7,7 @@ import torch
 
 import symwrap
 from symwrap.actions.image import ImageAction, disc_mask
-from symwrap.errors import IncompatibleGroupError, MissingDependencyError
+from symwrap.errors import ConfigError, IncompatibleGroupError, MissingDependencyError, ShapeError
 from symwrap.metrics import equivariance_error
 from symwrap.nn import (
     VNEdgeConv,
@@ -71,6 +71,22 @@ def test_frame_net_is_o3_equivariant_translation_and_permutation_invariant(k_nei
     assert relative(net(points + shift), vectors) < 1e-10
     assert relative(net(points * 3.0), vectors) < 1e-10
     assert relative(net(points[:, torch.randperm(40)]), vectors) < 1e-10
+
+
+@pytest.mark.parametrize("k_neighbors", [None, 4])
+def test_planar_frame_net_is_o2_equivariant_translation_and_permutation_invariant(k_neighbors):
+    net = VNFrameNet(hidden=16, k_neighbors=k_neighbors, dim=2).double()
+    points = torch.randn(6, 20, 2, dtype=F64)
+    vectors = net(points)
+    assert vectors.shape == (6, 2, 2)
+    rotation, shift = sample("O2", 6), torch.randn(6, 1, 2, dtype=F64)
+    assert (torch.linalg.det(rotation) < 0).any()  # reflections among them
+    assert relative(net(points @ rotation.transpose(1, 2) + shift), rotation @ vectors) < 1e-10
+    assert relative(net(points[:, torch.randperm(20)]), vectors) < 1e-10
+    with pytest.raises(ShapeError, match=r"\(B, N, 2\)"):
+        net(torch.randn(2, 5, 3, dtype=F64))
+    with pytest.raises(ConfigError, match="2 or 3 dimensions; got dim=4"):
+        VNFrameNet(dim=4)
 
 
 def test_frame_net_float32_default():
@@ -167,10 +183,12 @@ def test_degenerate_point_clouds_give_finite_frames_and_gradients(points, k_neig
 
 
 def test_shape_errors():
-    with pytest.raises(ValueError, match=r"\(B, N, 3\)"):
+    with pytest.raises(ShapeError, match=r"\(B, N, 3\)"):
         VNFrameNet()(torch.randn(2, 3, 10))
-    with pytest.raises(ValueError, match=r"\(\.\.\., 3, 3\)"):
+    with pytest.raises(ShapeError, match=r"\(\.\.\., 3, 3\)"):
         gram_schmidt(torch.randn(2, 3, 2), special=True)
+    with pytest.raises(ConfigError, match="layers >= 1"):
+        VNFrameNet(layers=0)
 
 
 # --- image CNNs ---------------------------------------------------------------------------------------------
@@ -282,3 +300,37 @@ def test_regular_canonicalizer_rejects_continuous_groups():
         RegularCanonicalizerCNN("SO2", 1)
     with pytest.raises(ValueError, match="odd kernel_size"):
         RegularCanonicalizerCNN("C4", 1, kernel_size=4)
+
+
+@pytest.mark.parametrize("name", ["C4", "vector"])
+def test_image_cnns_name_both_channel_counts_when_images_do_not_fit(escnn_nets, name):
+    """Built for 3 channels, given 1: a ShapeError saying so, from the escnn network and its plain-torch export,
+    never escnn's own AssertionError."""
+    for net in (escnn_nets[name], escnn_nets[name].export()):
+        expected = r"built for images with 3 channel\(s\); got 1 channel\(s\).*in_channels=1"
+        with pytest.raises(ShapeError, match=expected):
+            net(torch.randn(2, 1, 9, 9))
+        with pytest.raises(ShapeError, match=r"takes images \(B, C, H, W\); got \(3, 9, 9\)"):
+            net(torch.randn(3, 9, 9))
+
+
+def test_steerable_classifier_checks_the_channels_too():
+    pytest.importorskip("escnn")
+    from symwrap.nn import SteerableCNN
+
+    teacher = SteerableCNN("C4", in_channels=1, num_classes=2, hidden=2, layers=1)
+    assert teacher(torch.randn(2, 1, 7, 7)).shape == (2, 2)
+    with pytest.raises(ShapeError, match=r"SteerableCNN was built for images with 1 channel\(s\); got 3"):
+        teacher(torch.randn(2, 3, 7, 7))
+
+
+def test_canonicalizer_cnns_check_their_sizes():
+    pytest.importorskip("escnn")
+    from symwrap.nn import RegularCanonicalizerCNN, VectorCanonicalizerCNN
+
+    with pytest.raises(ConfigError, match="integer in_channels >= 1; got 0"):
+        RegularCanonicalizerCNN("C4", 0)
+    with pytest.raises(ConfigError, match="integer layers >= 1; got 0"):
+        VectorCanonicalizerCNN(1, layers=0)
+    with pytest.raises(ConfigError, match="n_sampled >= 3"):
+        VectorCanonicalizerCNN(1, n_sampled=2)

@@ -200,3 +200,123 @@ def test_graph_backbone_averaged_over_node_permutations():
     # the exact answer is the mean over nodes, which Monte Carlo approaches
     exact = torch.stack([graph.x.mean(0) for graph in graphs])
     assert torch.allclose(model(batch), exact, atol=0.25)
+
+
+# --- finite groups bound to data are enumerated: exact averages over S on sets and graphs ------------------------
+class FirstMemberMLP(nn.Module):
+    """Reads each set's first member (and, for graphs, each graph's first node): far from invariant."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, 3)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if isinstance(x, torch.Tensor):
+            return self.linear(x.flatten(2)[:, 0] if x.ndim > 2 else x[:, :1])
+        counts = torch.bincount(x.batch)
+        return self.linear(torch.cat([x.x, x.pos], -1)[torch.cumsum(counts, 0) - counts])
+
+
+def ragged_graphs(sizes=(3, 4, 5), dim=3):
+    pyg = pytest.importorskip("torch_geometric.data")
+    generator = torch.Generator().manual_seed(0)
+    return pyg.Batch.from_data_list([
+        pyg.Data(x=torch.randn(n, 2, generator=generator), pos=torch.randn(n, dim, generator=generator),
+                 edge_index=torch.randint(n, (2, 2 * n), generator=generator)) for n in sizes])
+
+
+@pytest.mark.parametrize("group, dim, sizes", [("S", 3, (3, 4, 5)), ("C4xS", 2, (2, 3))])
+def test_averaging_over_permutations_of_graphs_of_different_sizes_is_exact(group, dim, sizes):
+    batch = ragged_graphs(sizes, dim)
+    backbone = FirstMemberMLP(2 + dim)
+    model = symwrap.wrap(backbone, group=group, strategy="averaging", input="graph")
+    assert model.is_exact(batch)
+    assert equivariance_error(backbone, batch, group, input="graph") > 0.1
+    assert equivariance_error(model, batch, group, input="graph") < 1e-5
+    backbone.calls = 0
+    prediction = model(batch)
+    assert backbone.calls == 1  # every element of S_{n_max} (and C4) for every graph: one backbone call
+    if group == "S":  # the exact average of the first node's readout is the readout of the mean node
+        first = torch.stack([torch.cat([g.x, g.pos], -1).mean(0) for g in batch.to_data_list()])
+        assert torch.allclose(prediction, backbone.linear(first), atol=1e-5)
+
+
+@pytest.mark.parametrize("spec, shape, features", [
+    ("set", (3, 5, 2), 2), ("adjacency", (3, 5, 5), 5), ("points", (3, 5, 3), 3), ("scalars", (3, 5), 1),
+])
+def test_averaging_over_permutations_of_dense_sets_is_exact(spec, shape, features):
+    x = torch.randn(*shape)
+    backbone = FirstMemberMLP(features)
+    model = symwrap.wrap(backbone, group="S", strategy="averaging", input=spec)
+    assert model.is_exact(x)
+    assert equivariance_error(backbone, x, "S", input=spec) > 0.1
+    assert equivariance_error(model, x, "S", input=spec) < 1e-5
+
+
+# --- empty and meta inputs: one answer in every strategy ---------------------------------------------------------
+@pytest.mark.parametrize("strategy", symwrap.list_strategies())
+@pytest.mark.parametrize("validate", [True, False])
+@pytest.mark.parametrize("shape, match", [((0, 8, 3), "batch of 0 samples"), ((2, 0, 3), r"axis 1 \(N\) is empty")])
+def test_empty_point_clouds_are_refused_by_every_strategy(strategy, validate, shape, match):
+    from symwrap.errors import EmptyInputError
+
+    model = symwrap.wrap(point_mlp(), group="SO3", strategy=strategy, input="points", validate=validate)
+    with pytest.raises(EmptyInputError, match=match):
+        model(torch.randn(*shape))
+
+
+@pytest.mark.parametrize("strategy", symwrap.list_strategies())
+def test_meta_inputs_are_refused_by_every_strategy(strategy):
+    from symwrap.errors import DeviceError
+
+    model = symwrap.wrap(point_mlp(), group="SO3", strategy=strategy, input="points")
+    with pytest.raises(DeviceError, match="'meta' device"):
+        model(torch.randn(2, 8, 3, device="meta"))
+
+
+def test_frames_and_principal_axes_refuse_empty_point_sets_without_validation():
+    from symwrap.errors import EmptyInputError
+    from symwrap.geometry import principal_axes
+    from symwrap.strategies.symmetrization.frames import pca_frames
+
+    for shape in [(2, 0, 3), (0, 4, 3)]:
+        with pytest.raises(EmptyInputError, match=rf"shape {tuple(shape)}".replace("(", r"\(").replace(")", r"\)")):
+            principal_axes(torch.zeros(shape))
+        with pytest.raises(EmptyInputError):
+            pca_frames(torch.zeros(shape), special=True)
+
+
+# --- wrap(..., example_input=): a mismatch raises at wrap() -----------------------------------------------------
+def test_example_input_makes_a_backbone_output_mismatch_raise_at_wrap():
+    from symwrap.errors import BackboneOutputError
+
+    x = torch.randn(4, 8, 3)
+    with pytest.raises(BackboneOutputError, match=r"returned .* shape \(8, 5\).*output='regular'.*C4 must be \(B, 4\)"):
+        symwrap.wrap(nn.Sequential(nn.Flatten(), nn.Linear(16, 5)), group="C4", strategy="averaging",
+                     input="points", output="regular", example_input=torch.randn(4, 8, 2))
+    with pytest.raises(symwrap.errors.ActionError, match=r"\(B, N, 3\)"):
+        symwrap.wrap(point_mlp(), group="SO3", strategy="averaging", input="points", example_input=x[:, :, :2])
+    # without it, the same backbone is wrapped and the first forward raises
+    model = symwrap.wrap(point_mlp(out=3), group="SO3", strategy="averaging", input="points", output="points")
+    with pytest.raises(BackboneOutputError, match="does not fit output='points'"):
+        model(x)
+
+
+def test_example_input_runs_two_samples_without_gradients_and_keeps_every_training_flag():
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mlp = point_mlp()
+            self.seen = []
+
+        def forward(self, x):
+            self.seen.append((x.shape[0], self.training, torch.is_grad_enabled()))
+            return self.mlp(x)
+
+    backbone = Recorder()
+    backbone.mlp.eval()  # a frozen part the user keeps in eval mode
+    model = symwrap.wrap(backbone, group="Mz", strategy="averaging", input="points", example_input=torch.randn(5, 8, 3))
+    assert backbone.seen == [(2 * 2, False, False)]  # the first 2 samples, 2 copies each, eval mode, no grad
+    assert model.training and backbone.training and not backbone.mlp.training

@@ -1,9 +1,11 @@
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
 import symwrap
-from symwrap.errors import ConfigError
+from symwrap.errors import ApproximationWarning, ConfigError, ShapeError
 from symwrap.metrics import equivariance_error
 
 N = 7
@@ -182,18 +184,18 @@ def test_configuration_errors():
         symwrap.wrap(nn.Linear(3, 3), group="SO2xS", strategy="symmetrization", input="points", output="points")
 
 
-def test_interface_without_a_known_feature_count_refuses_to_train_untrained():
-    """Scalars of any width: the permutation network cannot be built before the first batch, and built
-    then its parameters would miss the optimizer, so training without in_features is an error."""
+def test_interface_without_a_known_feature_count_is_asked_for_it_at_wrap():
+    """Scalars of any width: the permutation network cannot be sized from the layout, and built later (on
+    the first batch) its parameters would miss the optimizer and a save made before it: wrap() asks."""
     backbone = nn.Sequential(nn.Flatten(), nn.Linear(10, 1))
-    model = symwrap.wrap(backbone, group="S", strategy="symmetrization", input="set", output="invariant")
-    with pytest.raises(ConfigError, match="in_features=2"):
-        model.train()(torch.randn(3, 5, 2))
-    with torch.no_grad():
-        assert model.eval()(torch.randn(3, 5, 2)).shape == (3, 1)
+    with pytest.raises(ConfigError, match=r"input 'set' does not fix it.*pass in_features="):
+        symwrap.wrap(backbone, group="S", strategy="symmetrization", input="set", output="invariant")
     model = symwrap.wrap(backbone, group="S", strategy="symmetrization", input="set", output="invariant",
                          in_features=2)
     assert any(name.startswith("interface.") for name, _ in model.named_parameters())
+    assert model.train()(torch.randn(3, 5, 2)).shape == (3, 1)
+    with pytest.raises(ShapeError, match=r"built for 2 features per member .* gives 3"):
+        model(torch.randn(3, 5, 3))
 
 
 @pytest.mark.parametrize("group_name", ["E3xS", "SO3xS", "O3xS"])
@@ -249,7 +251,7 @@ def test_pyg_graph_batches_of_different_sizes_are_symmetrized():
     batch = pyg_data.Batch.from_data_list(graphs)
     torch.manual_seed(0)
     model = symwrap.wrap(NodeSum(), group="S", strategy="symmetrization", input="graph", output="invariant",
-                         num_samples_eval=4)
+                         num_samples_eval=4, in_features=1)
     out = model.eval()(batch)
     assert out.shape == (3, 1) and torch.isfinite(out).all()
     noise = torch.randn(3, 8, 1, generator=generator)
@@ -289,3 +291,144 @@ def test_a_timm_vit_reads_the_permuted_adjacency_as_an_image():
     assert model.train().loss(model(x), torch.randint(3, (5,)), x)["total"].isfinite()
     model(x).sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.interface.parameters())
+
+
+# --- default interfaces: built at wrap(), channels read from the backbone ------------------------------------
+def tiny_cnn(channels):
+    return nn.Sequential(nn.Conv2d(channels, 2, 3), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
+
+
+@pytest.mark.parametrize("group,input,backbone,in_features", [
+    ("C4", "image", lambda: tiny_cnn(2), None),
+    ("SO3", "points", lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), None),
+    ("E3xS", "points", lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), None),
+    ("S", "adjacency", lambda: mlp_over_adjacency(), None),
+    ("S", "set", lambda: nn.Sequential(nn.Flatten(), nn.Linear(8, 3)), 2),
+], ids=["C4-image", "SO3-points", "E3xS-points", "S-adjacency", "S-set"])
+def test_every_default_interface_is_built_at_wrap(group, input, backbone, in_features):
+    if input == "image":
+        pytest.importorskip("escnn")
+    config = {} if in_features is None else {"in_features": in_features}
+    model = symwrap.wrap(backbone(), group=group, strategy="symmetrization", input=input, output="invariant",
+                         hidden=4, **config)
+    interface = [name for name in model.state_dict() if name.startswith("interface.")]
+    assert interface and not any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
+    assert set(interface) == {"interface." + name for name in model.interface.state_dict()}
+
+
+def test_image_interface_reads_the_channels_from_the_backbone():
+    pytest.importorskip("escnn")
+    from symwrap.strategies.symmetrization import SymmetrizationConfig
+
+    config = SymmetrizationConfig(hidden=2)
+    model = symwrap.wrap(tiny_cnn(2), group="C4", strategy="symmetrization", input="image", config=config)
+    assert model.config.in_channels == 2 and config.in_channels is None  # the model keeps its own copy
+    assert model.interface.network.in_channels == 2
+    assert model.eval()(torch.randn(3, 2, 8, 8)).shape == (3, 3)
+    with pytest.raises(ShapeError, match=r"built for images with 2 channel\(s\); got 1 channel\(s\)"):
+        model(torch.randn(3, 1, 8, 8))
+
+
+def test_image_interface_needs_in_channels_from_a_backbone_that_does_not_tell():
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    with pytest.raises(ConfigError, match=r"C4 interface network .* Sequential does not tell.*pass in_channels="):
+        symwrap.wrap(mlp, group="C4", strategy="symmetrization", input="image")
+    pytest.importorskip("escnn")
+    model = symwrap.wrap(mlp, group="C4", strategy="symmetrization", input="image", in_channels=1, hidden=2)
+    assert model.config.in_channels == 1
+
+
+def test_finite_groups_off_images_have_no_default_interface():
+    with pytest.raises(symwrap.errors.IncompatibleGroupError, match=r"no default interface network for C4 on 'points'"):
+        symwrap.wrap(nn.Linear(2, 2), group="C4", strategy="symmetrization", input="points", output="points")
+
+
+def test_a_permutation_interface_sized_by_the_user_is_recorded_in_the_models_config():
+    """The width given to wrap() is in the saved config, so a model rebuilt from it has the same parameters."""
+    from symwrap.strategies.symmetrization import SymmetrizationConfig
+
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(10, 1))
+    config = SymmetrizationConfig(in_features=2)
+    model = symwrap.wrap(backbone, group="S", strategy="symmetrization", input="set", output="invariant",
+                         config=config)
+    assert model.config.in_features == 2
+    rebuilt = symwrap.wrap(backbone, group="S", strategy="symmetrization", input="set", output="invariant",
+                           config=model.config)
+    rebuilt.load_state_dict(model.state_dict())  # strict: the same keys and shapes
+
+
+# --- averaging: Monte Carlo estimates warn when their measured error is large --------------------------------
+def point_mlp(out=3):
+    return nn.Sequential(nn.Flatten(), nn.Linear(18, 32), nn.Tanh(), nn.Linear(32, out))
+
+
+class Radii(nn.Module):
+    """An SO3-invariant backbone: sorted distances to the centroid, then a linear map."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.linear((x - x.mean(1, keepdim=True)).norm(dim=-1).sort(dim=1).values)
+
+
+def averaging(backbone, group="SO3", output="invariant", **config):
+    torch.manual_seed(0)
+    return symwrap.wrap(backbone, group=group, strategy="averaging", input="points", output=output, seed=0, **config)
+
+
+def test_monte_carlo_averaging_warns_once_when_its_standard_error_is_large():
+    model = averaging(point_mlp(), output="vector", num_samples=16)
+    x = torch.randn(8, 6, 3, generator=torch.Generator().manual_seed(1))
+    expected = r"num_samples=16 .* standard error is .* strategy='frames'"
+    with pytest.warns(ApproximationWarning, match=expected) as record:
+        model(x)
+    assert record[0].filename == __file__  # attributed to the line that called the model
+    assert model.equivariance_error(x, n=4) > 0.1  # the warning was right
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ApproximationWarning)
+        model(x)  # once per model
+
+
+def test_monte_carlo_averaging_warns_again_for_the_evaluation_sample_count():
+    """Training and evaluation may draw different numbers of samples: each count is warned about once."""
+    model = averaging(point_mlp(), output="vector", num_samples=16, num_samples_eval=4)
+    x = torch.randn(8, 6, 3)
+    with pytest.warns(ApproximationWarning, match="num_samples=16"):
+        model.train()(x)
+    with pytest.warns(ApproximationWarning, match="num_samples_eval=4"):
+        model.eval()(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ApproximationWarning)
+        model.train()(x)
+        model.eval()(x)
+
+
+@pytest.mark.parametrize("case", ["invariant-backbone", "many-samples", "exact-finite-group", "one-sample"])
+def test_averaging_does_not_warn_when_the_estimate_is_good_or_exact(case):
+    x = torch.randn(8, 6, 3, generator=torch.Generator().manual_seed(1))
+    if case == "invariant-backbone":
+        model = averaging(Radii(), num_samples=4)
+    elif case == "many-samples":  # a backbone that turns little: its average is well estimated from 256 copies
+        backbone = point_mlp()
+        with torch.no_grad():
+            backbone[-1].bias.fill_(5.0)
+        model = averaging(backbone, num_samples=256)
+    elif case == "exact-finite-group":
+        model = averaging(point_mlp(), group="S", num_samples=2)  # S_6 is enumerated: 720 copies, exact
+    else:
+        model = averaging(point_mlp(), output="vector", num_samples=1)  # no spread to measure from one copy
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ApproximationWarning)
+        model(x)
+
+
+def test_monte_carlo_error_is_the_standard_error_of_the_mean_relative_to_its_norm():
+    model = averaging(point_mlp(), output="vector", num_samples=5)
+    copies = torch.randn(5 * 4, 3, generator=torch.Generator().manual_seed(2)).double()
+    mean = copies.reshape(5, 4, 3).mean(0)
+    standard_error = copies.reshape(5, 4, 3).std(0).pow(2).sum().div(5).sqrt()
+    assert model.monte_carlo_error(copies, mean, 5) == pytest.approx(float(standard_error / mean.norm()), rel=1e-9)
+    identical = copies.reshape(5, 4, 3)[:1].repeat(5, 1, 1)  # every copy agrees: no Monte Carlo error
+    assert model.monte_carlo_error(identical.reshape(20, 3), identical.mean(0), 5) == 0.0

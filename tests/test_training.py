@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import symwrap
-from symwrap.errors import ConfigError, ShapeError
+from symwrap.errors import CheckpointError, ConfigError, DataError, ShapeError
 from symwrap.training import CHECKPOINT_FILE, History, distribute_loader, fit
 from symwrap.training.synthetic import build_loaders, build_model, synthetic_images
 
@@ -240,7 +240,7 @@ def test_errors_say_what_was_given_and_expected(tmp_path):
         fit(model, train, grad_clip=-1.0)
     with pytest.raises(ConfigError, match="needs checkpoint_dir"):
         fit(model, train, resume=True)
-    with pytest.raises(ConfigError, match="no checkpoint at"):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
         fit(model, train, resume=True, checkpoint_dir=tmp_path)
     other = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1)
     with pytest.raises(ConfigError, match="different optimizer"):
@@ -306,6 +306,131 @@ def test_resume_auto_starts_afresh_without_a_checkpoint(tmp_path):
     # a finished run: resuming it trains nothing more
     again = fit(model, train, epochs=1, checkpoint_dir=tmp_path / "run", resume="auto", progress=False)
     assert again.epochs == history.epochs
+
+
+# --- data that yields nothing ---------------------------------------------------------------------------
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.clone() for key, value in model.state_dict().items()}
+
+
+def unchanged(model: nn.Module, before: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(model.state_dict()[key], value) for key, value in before.items())
+
+
+EMPTY_IMAGES = TensorDataset(torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long))
+
+
+@pytest.mark.parametrize(("train", "val", "message"), [
+    (DataLoader(EMPTY_IMAGES, batch_size=4), None, "train_loader has no batches; give it at least one sample"),
+    ([], None, "train_loader has no batches"),
+    (DataLoader(synthetic_images(3), batch_size=4, drop_last=True), None,
+     "its 3 sample.s. make no batch of 4 with drop_last=True"),
+    (iter([]), None, "train_loader yielded no batch in epoch 1"),
+    (DataLoader(synthetic_images(8), batch_size=4), DataLoader(EMPTY_IMAGES, batch_size=4),
+     "val_loader has no batches"),
+    (synthetic_images(8), None, "train_loader must be an iterable of batches .* got a TensorDataset"),
+    (None, None, "train_loader must be an iterable of batches .* got a NoneType"),
+], ids=["empty-dataset", "empty-list", "drop-last", "empty-iterator", "empty-val", "a-dataset", "none"])
+def test_loaders_that_yield_nothing_are_refused_before_anything_trains(train, val, message):
+    model = build_model("averaging", "C4")
+    before = snapshot(model)
+    with pytest.raises(DataError, match=message):
+        fit(model, train, val, epochs=2, progress=False)
+    assert unchanged(model, before)
+
+
+def test_a_one_shot_iterator_used_up_after_one_epoch_is_named():
+    model = build_model("averaging", "C4")
+    batches = (batch for batch in DataLoader(synthetic_images(8), batch_size=4))
+    with pytest.raises(DataError, match="yielded no batch in epoch 2 after yielding batches before: .*one-shot"):
+        fit(model, batches, epochs=2, progress=False)
+
+
+def test_a_validation_iterator_used_up_after_one_epoch_is_named():
+    model = build_model("averaging", "C4")
+    val = iter(DataLoader(synthetic_images(4), batch_size=4))
+    with pytest.raises(DataError, match="val_loader yielded no batch in epoch 2"):
+        fit(model, DataLoader(synthetic_images(8), batch_size=4), val, epochs=2, progress=False)
+
+
+# --- checkpoints that cannot be resumed from --------------------------------------------------------------
+def checkpointed(tmp_path: Path, **kwargs) -> Path:
+    model = build_model("remul", "C4")
+    train, _ = image_loaders(samples=16)
+    fit(model, train, epochs=1, checkpoint_dir=tmp_path, progress=False, **kwargs)
+    return tmp_path / CHECKPOINT_FILE
+
+
+def rewrite(path: Path, change) -> None:
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+def other_architecture(tmp_path: Path) -> None:
+    other = symwrap.wrap(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 64, 2)),
+                         group="C4", strategy="remul", input="image")
+    fit(other, image_loaders(samples=16)[0], epochs=1, checkpoint_dir=tmp_path, progress=False)
+
+
+BAD_CHECKPOINTS = {
+    "zero bytes": (lambda p: p.write_bytes(b""), r"is empty \(0 bytes\)"),
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "cannot be read as a training"),
+    "random bytes": (lambda p: p.write_bytes(bytes(range(256)) * 8), "cannot be read as a training checkpoint"),
+    "a pickle of objects": (lambda p: torch.save({"model": nn.Linear(1, 1)}, p), "cannot be read as a training"),
+    "a tensor": (lambda p: torch.save(torch.ones(3), p), "not a symwrap training checkpoint .* Tensor"),
+    "a plain state dict": (lambda p: torch.save(nn.Linear(1, 1).state_dict(), p),
+                           "not a symwrap training checkpoint"),
+    "another format": (lambda p: rewrite(p, lambda s: s.update(format_version=99)), "has checkpoint format 99"),
+    "lacks a part": (lambda p: rewrite(p, lambda s: s.pop("rng")), r"lacks \['rng'\]"),
+    "another model": (lambda p: other_architecture(p.parent),
+                      r"was written for another model than .*key\(s\) of another shape: backbone.0.weight"),
+    "another optimizer": (lambda p: rewrite(p, lambda s: s.update(optimizer_class="SGD")),
+                          "was written with the optimizer SGD; this run trains with Adam"),
+    "another optimizer of an older checkpoint": (
+        lambda p: rewrite(p, lambda s: (s.pop("optimizer_class"), s["optimizer"]["param_groups"][0].update(
+            nesterov=False, dampening=0))),
+        r"another optimizer .hyper-parameters \['dampening', 'nesterov'\]"),
+    "other trainable parameters": (
+        lambda p: rewrite(p, lambda s: s["optimizer"]["param_groups"][0].update(
+            params=s["optimizer"]["param_groups"][0]["params"][:2])),
+        r"parameter groups of sizes \[2\]"),
+    "a corrupt history": (lambda p: rewrite(p, lambda s: s.update(history=[1, 2])), "its history state cannot be"),
+    "a corrupt rng state": (lambda p: rewrite(p, lambda s: s.update(rng=[{"torch": torch.zeros(3)}])),
+                            "its random number generator state cannot be restored"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
+def test_resuming_from_a_bad_checkpoint_names_the_file_and_leaves_the_model_untouched(tmp_path, case):
+    path = checkpointed(tmp_path)
+    damage, message = BAD_CHECKPOINTS[case]
+    damage(path)
+    model = build_model("remul", "C4", seed=3)
+    before = snapshot(model)
+    with pytest.raises(CheckpointError, match=message) as error:
+        fit(model, image_loaders(samples=16)[0], epochs=2, checkpoint_dir=tmp_path, resume=True, progress=False)
+    assert str(path) in str(error.value)
+    if case not in ("a corrupt history", "a corrupt rng state"):  # found before anything is loaded
+        assert unchanged(model, before)
+
+
+def test_resuming_with_another_scheduler_is_refused(tmp_path):
+    step = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1)
+    checkpointed(tmp_path, scheduler=step)
+    model = build_model("remul", "C4")
+    with pytest.raises(CheckpointError, match="written with the scheduler StepLR; this run has ExponentialLR"):
+        fit(model, image_loaders(samples=16)[0], epochs=2, checkpoint_dir=tmp_path, resume=True, progress=False,
+            scheduler=functools.partial(torch.optim.lr_scheduler.ExponentialLR, gamma=0.5))
+
+
+def test_resume_checks_pass_for_the_run_that_wrote_the_checkpoint(tmp_path):
+    """The checks refuse foreign checkpoints, not the run's own: it resumes and trains the missing epoch."""
+    checkpointed(tmp_path)
+    model = build_model("remul", "C4")
+    history = fit(model, image_loaders(samples=16)[0], epochs=2, checkpoint_dir=tmp_path, resume=True,
+                  progress=False)
+    assert [record["epoch"] for record in history.epochs] == [1, 2]
 
 
 # --- distributed -----------------------------------------------------------------------------------------

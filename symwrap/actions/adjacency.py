@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ActionError, IncompatibleGroupError
 from ..groups import Group
-from .base import Action, permute_members
+from .base import Action, by_matrix, permute_members
 
 
 class AdjacencyAction(Action):
@@ -33,6 +33,7 @@ class AdjacencyAction(Action):
         self._require_ndim(x, (3, 4))
         if x.shape[1] != x.shape[2]:
             raise ActionError(f"an adjacency matrix must be square (B, N, N[, F]); got shape {tuple(x.shape)}")
+        self.check_nonempty(x)
         if check_finite:
             self._require_finite(x)
 
@@ -46,16 +47,18 @@ class AdjacencyAction(Action):
         return permute_members(rows.transpose(1, 2), permutation).transpose(1, 2)
 
     def permute_by_matrix(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-        matrix = matrix.to(x.dtype)
         if x.ndim == 3:
-            return matrix @ x @ matrix.transpose(1, 2)
-        return torch.einsum("bij,bjkf,blk->bilf", matrix, x, matrix)
+            return by_matrix(x, matrix, lambda m, a: m @ a @ m.transpose(1, 2))
+        return by_matrix(x, matrix, lambda m, a: torch.einsum("bij,bjkf,blk->bilf", m, a, m))
 
     def member_feature_count(self, group: Group) -> int:
         return 2
 
     def members(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None]:
-        """Node features (the degree, and the node's self-loop weight) and the (B, N, N) adjacency."""
+        """Node features (the degree, and the node's self-loop weight) and the (B, N, N) adjacency, in floating
+        point even for integer or boolean adjacency matrices."""
+        if not torch.is_floating_point(x):
+            x = x.to(torch.get_default_dtype())
         adjacency = x if x.ndim == 3 else x.abs().sum(-1)
         degree = adjacency.sum(-1, keepdim=True)
         loops = torch.diagonal(adjacency, dim1=1, dim2=2).unsqueeze(-1)

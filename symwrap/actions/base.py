@@ -9,12 +9,21 @@ k transformed copies of a batch as one bigger batch.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ..errors import ActionError, IncompatibleGroupError, InputDtypeError, NonFiniteInputError
+from ..errors import (
+    ActionError,
+    DeviceError,
+    EmptyInputError,
+    IncompatibleGroupError,
+    InputDtypeError,
+    NonFiniteInputError,
+)
 from ..groups import Element, Group, element_batch_size
 
 
@@ -37,10 +46,40 @@ class Action(ABC):
         """Raise :class:`IncompatibleGroupError` if ``group`` cannot act on this data."""
 
     def validate(self, x: Any, group: Group | None = None, *, check_finite: bool = False) -> None:
-        """Raise an :class:`ActionError` subclass if ``x`` does not fit this action."""
+        """Raise an :class:`ActionError` subclass if ``x`` does not fit this action (and
+        :class:`~symwrap.errors.DeviceError` for tensors on the ``meta`` device, which hold no data)."""
         tensor = self._require_tensor(x)
+        if tensor.ndim == 0:
+            raise ActionError(f"{self.name!r} data must be {self.layout}, batch first; got a 0-dimensional tensor. "
+                              "Add a batch dimension with x.unsqueeze(0)")
+        self.check_nonempty(tensor)
         if check_finite:
             self._require_finite(tensor)
+
+    def check_nonempty(self, x: Any) -> None:
+        """Raise :class:`~symwrap.errors.EmptyInputError` if ``x`` holds nothing: a batch of 0 samples, a set
+        of 0 members, any axis of size 0. Reads shapes only, so it is cheap enough to run on every call.
+        Data that is not a tensor is left to :meth:`validate` (actions for other data override this)."""
+        if not isinstance(x, torch.Tensor):
+            return
+        empty = [axis for axis, size in enumerate(x.shape) if size == 0]
+        if not empty:
+            return
+        if empty[0] == 0:
+            raise EmptyInputError(f"{self.name!r} data must be {self.layout}; got a batch of 0 samples "
+                                  f"(shape {tuple(x.shape)}). Pass at least one sample")
+        raise EmptyInputError(
+            f"{self.name!r} data must be {self.layout}; got shape {tuple(x.shape)}, whose axis "
+            f"{empty[0]}{self._axis_label(x.ndim, empty[0])} is empty. Every sample needs at least one entry along it"
+        )
+
+    def _axis_label(self, ndim: int, axis: int) -> str:
+        """`` (N)``: the name :attr:`layout` gives ``axis`` of ``ndim``-dimensional data, if it gives one."""
+        for group in re.findall(r"\(([^()]*)\)", self.layout):
+            names = [name.strip() for name in group.split(",")]
+            if len(names) == ndim and "..." not in names:
+                return f" ({names[axis]})"
+        return ""
 
     @abstractmethod
     def act(self, group: Group, g: Element, x: Any) -> Any:
@@ -63,6 +102,10 @@ class Action(ABC):
         """(B, D) view of the data, for norms and distances."""
         tensor = self._require_tensor(y)
         return tensor.reshape(tensor.shape[0], -1)
+
+    def take(self, x: Any, count: int) -> Any:
+        """The first ``count`` samples of the batch ``x`` (all of them when it has fewer)."""
+        return self._require_tensor(x)[:count]
 
     def set_size(self, x: Any) -> tuple[int, torch.Tensor | None] | None:
         """Number of set members (and per-sample counts for ragged data), or ``None``."""
@@ -119,6 +162,7 @@ class Action(ABC):
     def _require_tensor(self, x: Any) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise ActionError(f"{self.name!r} data must be a torch.Tensor {self.layout}; got {type(x).__name__}")
+        require_data_device(x, f"{self.name!r} data")
         return x
 
     def _require_float(self, x: torch.Tensor) -> None:
@@ -155,6 +199,26 @@ class Action(ABC):
                 f"{self.name!r}: got {element_batch_size(g)} elements of {group.name} for a batch of {x_batch}; "
                 "pass one element per sample."
             )
+
+
+def require_data_device(x: torch.Tensor, what: str) -> None:
+    """Raise :class:`~symwrap.errors.DeviceError` for a tensor on the ``meta`` device: it has a shape but no
+    values, so nothing can be computed from it."""
+    if x.device.type == "meta":
+        raise DeviceError(
+            f"{what} is a tensor on the 'meta' device (shape {tuple(x.shape)}), which holds no values; "
+            "create it with values on a real device ('cpu', 'cuda', ...)"
+        )
+
+
+def by_matrix(x: torch.Tensor, matrix: torch.Tensor,
+              apply: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``apply(matrix, x)`` in ``x``'s dtype. Integer and boolean data (charges, atom types, a 0/1 adjacency)
+    are moved in floating point and cast back: exact for the 0/1 matrix of a hard permutation, and without a
+    gradient, which integers cannot carry."""
+    if torch.is_floating_point(x) or torch.is_complex(x):
+        return apply(matrix.to(x.dtype), x)
+    return apply(matrix.detach(), x.to(matrix.dtype)).round().to(x.dtype)
 
 
 def permute_members(x: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:

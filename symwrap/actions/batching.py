@@ -30,18 +30,24 @@ def group_copies(
     generator: torch.Generator | None = None,
 ) -> Copies:
     """Every element of a finite group of order at most ``exhaustive_up_to`` (copy ``i``
-    gets element ``i``), otherwise ``samples`` Haar-sampled elements per input."""
+    gets element ``i``), otherwise ``samples`` Haar-sampled elements per input.
+
+    Sets of different sizes (graphs) enumerate the group of the largest set, each row restricted to its
+    own set (:meth:`~symwrap.groups.Group.fit_rows`): every element of each row's group appears equally
+    often, so the average over the copies is exact for every row.
+    """
     batch = action.batch_size(x)
     probe = action.probe(x)
     dtype = probe.dtype if torch.is_floating_point(probe) else None
     bound = action.bind(group, x)
     if bound.is_finite and bound.order <= exhaustive_up_to:
         k = bound.order
-        elements = repeat_each(bound.elements(device=probe.device, dtype=dtype), batch)
         x_rep = action.repeat(x, k)
-        return Copies(action.bind(group, x_rep), x_rep, elements, k)
-    if samples < 1:
-        raise ConfigError(f"the number of sampled group elements must be positive; got {samples}")
+        bound_rep = action.bind(group, x_rep)
+        elements = bound_rep.fit_rows(repeat_each(bound.elements(device=probe.device, dtype=dtype), batch))
+        return Copies(bound_rep, x_rep, elements, k)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ConfigError(f"the number of sampled group elements must be an integer >= 1; got {samples!r}")
     x_rep = action.repeat(x, samples)
     bound = action.bind(group, x_rep)
     elements = bound.sample(samples * batch, generator=generator, device=probe.device, dtype=dtype)

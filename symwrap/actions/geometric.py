@@ -7,7 +7,7 @@ import torch
 
 from ..errors import ActionError, IncompatibleGroupError
 from ..groups import Group, repeat_each, tile
-from .base import Action, permute_members
+from .base import Action, by_matrix, permute_members
 
 
 class PointsAction(Action):
@@ -28,6 +28,7 @@ class PointsAction(Action):
                 f"{self.name!r} data must be (B, N, {group.dim}) for {group.name}; got shape {tuple(x.shape)}."
                 + (" It looks channels-first (B, d, N): pass x.transpose(1, 2)." if channels_first else "")
             )
+        self.check_nonempty(x)
         if check_finite:
             self._require_finite(x)
 
@@ -46,7 +47,7 @@ class PointsAction(Action):
         return group.dim
 
     def permute_by_matrix(self, x, matrix):
-        return matrix.to(x.dtype) @ x
+        return by_matrix(x, matrix, lambda m, a: m @ a)
 
     def act(self, group, g, x):
         self._check_element_count(g, group, x.shape[0])
@@ -78,6 +79,7 @@ class ScalarsAction(Action):
     def validate(self, x, group=None, *, check_finite=False):
         x = self._require_tensor(x)
         self._require_ndim(x, (2, 3))
+        self.check_nonempty(x)
         if check_finite:
             self._require_finite(x)
 
@@ -97,8 +99,8 @@ class ScalarsAction(Action):
 
     def permute_by_matrix(self, x, matrix):
         if x.ndim == 2:
-            return (matrix.to(x.dtype) @ x.unsqueeze(-1)).squeeze(-1)
-        return matrix.to(x.dtype) @ x
+            return by_matrix(x, matrix, lambda m, a: (m @ a.unsqueeze(-1)).squeeze(-1))
+        return by_matrix(x, matrix, lambda m, a: m @ a)
 
 
 class SetAction(ScalarsAction):
@@ -117,6 +119,7 @@ class SetAction(ScalarsAction):
     def validate(self, x, group=None, *, check_finite=False):
         x = self._require_tensor(x)
         self._require_ndim(x, (3,), "Add a feature dimension with x.unsqueeze(-1).")
+        self.check_nonempty(x)
         if check_finite:
             self._require_finite(x)
 
@@ -142,6 +145,7 @@ class VectorAction(Action):
             raise ActionError(
                 f"{self.name!r} data must be (B, {group.dim}) for {group.name}; got shape {tuple(x.shape)}"
             )
+        self.check_nonempty(x)
         if check_finite:
             self._require_finite(x)
 
@@ -189,16 +193,27 @@ class RegularAction(Action):
     def validate(self, x, group=None, *, check_finite=False):
         x = self._require_tensor(x)
         self._require_ndim(x, (2,))
+        if group is not None:
+            self._require_one_set_size(group)
         if group is not None and group.is_finite and x.shape[1] != group.order:
             raise ActionError(f"'regular' data for {group.name} must be (B, {group.order}); got shape {tuple(x.shape)}")
+        self.check_nonempty(x)
         if check_finite:
             self._require_finite(x)
 
     def __init__(self) -> None:
         self._tables: dict[tuple[str, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
+    def _require_one_set_size(self, group: Group) -> None:
+        if group.ragged:
+            raise ActionError(
+                f"'regular' outputs have one entry per element of {group.name}, which needs sets of one size; "
+                "this batch holds sets of different sizes. Batch sets of one size together, or use another output"
+            )
+
     def _cayley(self, group: Group, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Index tables of the group law (product[a, b] = index of e_a·e_b) and of inverses, cached."""
+        self._require_one_set_size(group)
         key = (group.name, group.order, str(device))
         if key not in self._tables:
             elements = group.elements(device=device)

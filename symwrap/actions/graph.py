@@ -10,12 +10,14 @@ group is bound to the batch's sizes by :meth:`GraphAction.bind`).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 
-from ..errors import ActionError, IncompatibleGroupError, MissingDependencyError
-from .base import Action
+from ..errors import ActionError, EmptyInputError, IncompatibleGroupError, InputDtypeError, MissingDependencyError
+from .base import Action, require_data_device
+from .checks import describe
 
 
 def _pyg():
@@ -47,21 +49,88 @@ class GraphAction(Action):
         pyg_data = _pyg()
         if not isinstance(x, pyg_data.Data):
             raise ActionError(f"'graph' data must be a torch_geometric Data or Batch; got {type(x).__name__}")
-        if group is not None and (group.has_linear or group.has_translation):
-            for key in self.point_fields + self.vector_fields:
-                value = getattr(x, key, None)
-                if value is None:
+        tensors = {key: x[key] for key in x.keys() if isinstance(x[key], torch.Tensor)}
+        for key, value in tensors.items():
+            require_data_device(value, f"graph field {key!r}")
+        num_nodes = self._node_count(x)
+        self._check_batch(x, num_nodes)
+        self.check_nonempty(x)
+        self._check_edges(x, num_nodes)
+        self._check_node_fields(x, group, num_nodes)
+        if check_finite:
+            for value in tensors.values():
+                self._require_finite(value)
+
+    def check_nonempty(self, x):
+        if not isinstance(x, _pyg().Data):
+            return  # left to validate, like any data of the wrong type
+        self._node_count(x)
+        empty = (self._counts(x) == 0).nonzero().flatten().tolist()
+        if empty:
+            raise EmptyInputError(f"graph(s) {empty} of the batch have no nodes; every graph needs at least one")
+
+    def _node_count(self, x) -> int:
+        """The number of nodes of all graphs together; raises when there is none."""
+        num_nodes = getattr(x, "num_nodes", None)
+        if num_nodes is None:
+            raise ActionError("the graph has no node count: give it node features data.x, positions data.pos, "
+                              "or set data.num_nodes")
+        if int(num_nodes) == 0:
+            raise EmptyInputError(f"'graph' data ({self.layout}) has no nodes; pass graphs with at least one node")
+        return int(num_nodes)
+
+    def _check_edges(self, x, num_nodes: int) -> None:
+        edge_index = getattr(x, "edge_index", None)
+        if edge_index is None:
+            return
+        if not isinstance(edge_index, torch.Tensor) or edge_index.ndim != 2 or edge_index.shape[0] != 2 \
+                or edge_index.dtype not in (torch.int64, torch.int32):
+            raise ActionError(f"the graph's edge_index must be a (2, E) integer tensor; got {describe(edge_index)}")
+        if edge_index.numel():
+            low, high = int(edge_index.min()), int(edge_index.max())
+            if low < 0 or high >= num_nodes:
+                raise ActionError(f"the graph's edge_index must point at nodes in [0, {num_nodes}) for "
+                                  f"{num_nodes} nodes; got values from {low} to {high}")
+
+    def _check_batch(self, x, num_nodes: int) -> None:
+        batch = getattr(x, "batch", None)
+        if batch is None:
+            return
+        if not isinstance(batch, torch.Tensor) or batch.shape != (num_nodes,) \
+                or batch.dtype not in (torch.int64, torch.int32):
+            raise ActionError(f"the graph's batch vector must be a ({num_nodes},) integer tensor, one graph index "
+                              f"per node; got {describe(batch)}")
+        graphs = self.batch_size(x)
+        if int(batch.min()) < 0 or int(batch.max()) >= graphs:
+            raise ActionError(f"the graph's batch vector must hold graph indices in [0, {graphs}) for {graphs} "
+                              f"graphs; got values from {int(batch.min())} to {int(batch.max())}")
+        if bool((batch[1:] < batch[:-1]).any()):
+            raise ActionError("the graph's batch vector must be sorted (the nodes of each graph contiguous, as "
+                              "Batch.from_data_list makes them)")
+
+    def _check_node_fields(self, x, group, num_nodes: int) -> None:
+        moved = group is not None and (group.has_linear or group.has_translation)
+        for key in self.point_fields + self.vector_fields:
+            value = getattr(x, key, None)
+            if value is None:
+                if moved:
                     raise ActionError(
                         f"{group.name} moves the graph's {key!r} field, but the graph has none; "
                         f"set data.{key} (num_nodes, {group.dim}) or use a permutation group"
                     )
-                if value.ndim != 2 or value.shape[-1] != group.dim:
-                    raise ActionError(f"graph field {key!r} must be (num_nodes, {group.dim}); got {tuple(value.shape)}")
-        if check_finite:
-            for key in x.keys():
-                value = x[key]
-                if isinstance(value, torch.Tensor):
-                    self._require_finite(value)
+                continue
+            width = group.dim if moved else "d"
+            if not isinstance(value, torch.Tensor) or value.ndim != 2 or value.shape[0] != num_nodes \
+                    or (moved and value.shape[1] != group.dim):
+                raise ActionError(f"graph field {key!r} must be (num_nodes, {width}) = ({num_nodes}, {width}); "
+                                  f"got {describe(value)}")
+            if moved and not torch.is_floating_point(value):
+                raise InputDtypeError(f"graph field {key!r} is rotated, so it must be floating point; got "
+                                      f"{describe(value)}. Convert it with .float()")
+        features = getattr(x, "x", None)
+        if isinstance(features, torch.Tensor) and (features.ndim == 0 or features.shape[0] != num_nodes):
+            raise ActionError(f"the graph's node features x must have one row per node ({num_nodes}); "
+                              f"got {describe(features)}")
 
     # --- batching ---------------------------------------------------------------------
     def batch_size(self, x):
@@ -69,8 +138,17 @@ class GraphAction(Action):
 
     def repeat(self, x, k):
         pyg_data = _pyg()
+        if isinstance(x, pyg_data.Batch):
+            tiled = _tile_batch(x, k)
+            if tiled is not None:
+                return tiled
         graphs = x.to_data_list() if isinstance(x, pyg_data.Batch) else [x]
         return pyg_data.Batch.from_data_list(graphs * k)
+
+    def take(self, x, count):
+        if self.batch_size(x) <= count or getattr(x, "_slice_dict", None) is None:
+            return x  # a single graph, or a batch that cannot be split (not made by Batch.from_data_list)
+        return _pyg().Batch.from_data_list(x.to_data_list()[:count])
 
     def set_size(self, x):
         counts = self._counts(x)
@@ -141,7 +219,8 @@ class GraphAction(Action):
                     continue
                 if x.is_node_attr(key):
                     out[key] = value[source]
-            out.edge_index = target[x.edge_index]
+            if getattr(x, "edge_index", None) is not None:
+                out.edge_index = target[x.edge_index]
 
         if linear is not None or translation is not None:
             for key in self.point_fields + self.vector_fields:
@@ -152,3 +231,42 @@ class GraphAction(Action):
                     value = value + translation[batch]
                 out[key] = value
         return out
+
+
+def _tile_batch(batch: Any, k: int) -> Any:
+    """``Batch.from_data_list(batch.to_data_list() * k)`` from whole-tensor operations (exhaustive averages
+    repeat a batch hundreds of times, which collating graph by graph makes slow); ``None`` for a batch this
+    cannot copy (not made by ``Batch.from_data_list``, or with attributes that are neither tensors nor lists)."""
+    slices, increments = getattr(batch, "_slice_dict", None), getattr(batch, "_inc_dict", None)
+    if slices is None or increments is None or getattr(batch, "batch", None) is None \
+            or getattr(batch, "ptr", None) is None:
+        return None
+    out = copy.copy(batch)
+    graphs, nodes = batch.num_graphs, int(batch.num_nodes)
+    new_slices, new_increments = {}, {}
+    for key in batch.keys():
+        if key in _STRUCTURAL_KEYS - {"edge_index"}:
+            continue
+        value = batch[key]
+        if key not in slices:
+            return None
+        if isinstance(value, list):
+            out[key] = value * k
+            new_slices[key] = torch.arange(k * graphs + 1)
+            new_increments[key] = None
+            continue
+        dim = batch.__cat_dim__(key, value) if isinstance(value, torch.Tensor) else None
+        if dim is None:
+            return None
+        step = batch.__inc__(key, value)  # the increment of one whole copy: the batch is one big graph
+        out[key] = torch.cat([value + i * step if i and step else value for i in range(k)], dim=dim)
+        size = value.shape[dim]
+        new_slices[key] = torch.cat([slices[key][:-1] + i * size for i in range(k)]
+                                    + [slices[key].new_tensor([k * size])])
+        per_graph = increments[key]
+        new_increments[key] = None if per_graph is None else torch.cat([per_graph + i * step for i in range(k)])
+    copies = torch.arange(k, device=batch.batch.device)
+    out.batch = batch.batch.repeat(k) + (copies * graphs).repeat_interleave(nodes)
+    out.ptr = torch.cat([(batch.ptr[:-1][None] + copies[:, None] * nodes).flatten(), batch.ptr.new_tensor([k * nodes])])
+    out._slice_dict, out._inc_dict, out._num_graphs = new_slices, new_increments, k * graphs
+    return out

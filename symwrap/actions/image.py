@@ -52,6 +52,7 @@ class ImageAction(Action):
                 f"image rotations need square images; got H={x.shape[-2]}, W={x.shape[-1]}. "
                 "Pad or crop to a square first."
             )
+        self.check_nonempty(x)
         if check_finite:
             self._require_finite(x)
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ..errors import ActionError
+from ..errors import ActionError, DeviceError
 from .base import Action
 
 
@@ -42,7 +42,7 @@ class DictAction(Action):
         for key, action in self.fields.items():
             try:
                 action.validate(x[key], group, check_finite=check_finite)
-            except ActionError as error:
+            except (ActionError, DeviceError) as error:
                 raise type(error)(f"field {key!r}: {error}") from None
         sizes = {key: action.batch_size(x[key]) for key, action in self.fields.items()}
         if len(set(sizes.values())) > 1:
@@ -50,6 +50,19 @@ class DictAction(Action):
         members = {key: s[0] for key, a in self.fields.items() if (s := a.set_size(x[key])) is not None}
         if len(set(members.values())) > 1:
             raise ActionError(f"all per-member fields need the same number of set members; got {members}")
+
+    def check_nonempty(self, x):
+        if not isinstance(x, Mapping):
+            return  # left to validate, like any data of the wrong type
+        for key, action in self.fields.items():
+            try:
+                action.check_nonempty(x.get(key))
+            except (ActionError, DeviceError) as error:
+                raise type(error)(f"field {key!r}: {error}") from None
+
+    def take(self, x, count):
+        x = self._require_dict(x)
+        return {key: action.take(x[key], count) for key, action in self.fields.items()}
 
     def act(self, group, g, x):
         x = self._require_dict(x)

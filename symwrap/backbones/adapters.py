@@ -30,6 +30,7 @@ __all__ = [
     "OutputAdapter",
     "PyGAdapter",
     "adapt_backbone",
+    "backbone_name",
     "is_pyg_model",
     "needs_adapter",
     "select_output",
@@ -254,6 +255,17 @@ def is_pyg_model(model: nn.Module) -> bool:
     if "edge_index" in names:
         return True
     return type(model).__module__.startswith("torch_geometric.") and "pos" in names
+
+
+def backbone_name(module: Any) -> str:
+    """The class name of the user's model, under the adapter :func:`adapt_backbone` may have put around it."""
+    if isinstance(module, (OutputAdapter, PyGAdapter)):
+        module = module.model
+    elif isinstance(module, _CallableModule):
+        module = module.fn
+    if isinstance(module, nn.Module):
+        return type(module).__name__
+    return getattr(module, "__name__", type(module).__name__)
 
 
 def adapt_backbone(model: nn.Module | Any, output_key: str | None = None) -> nn.Module:

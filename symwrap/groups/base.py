@@ -100,12 +100,29 @@ class Group(ABC):
     def sized(self, n: int, lengths: torch.Tensor | None = None) -> Group:
         """The group made concrete for sets of ``n`` members.
 
-        ``lengths`` (optional, one per element row) restricts row ``r`` of sampled
-        permutations to its first ``lengths[r % len(lengths)]`` members, as needed
-        for batches of graphs of different sizes. Groups without permutations
+        ``lengths`` (optional, one per element row) restricts row ``r`` of permutations
+        to its first ``lengths[r % len(lengths)]`` members, as needed for batches of
+        graphs of different sizes (see :attr:`ragged`). Groups without permutations
         return themselves.
         """
         return self
+
+    @property
+    def ragged(self) -> bool:
+        """True for a group bound to sets of different sizes: row ``r`` of a batch of elements
+        may only move the first ``lengths[r]`` members. :meth:`sample` draws such elements;
+        :meth:`elements` lists the group of the largest set, which :meth:`fit_rows` restricts."""
+        return False
+
+    def fit_rows(self, g: Element) -> Element:
+        """Elements ``g`` (row ``r`` acts on sample ``r`` of the bound batch) restricted to act within
+        each row's own set. The identity for groups that are not :attr:`ragged`.
+
+        A ragged permutation group keeps, in row ``r``, the relative order of the first ``lengths[r]``
+        entries and fixes the rest: over :meth:`elements` (all of S_n), each permutation of S_{lengths[r]}
+        then appears ``n! / lengths[r]!`` times, so an average over :meth:`elements` stays exact.
+        """
+        return g
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -21,16 +21,31 @@ class PermutationGroup(Group):
     special = False
 
     def __init__(self, n: int | None = None, lengths: torch.Tensor | None = None) -> None:
-        if n is not None and n < 1:
-            raise GroupElementError(f"S_n needs n >= 1; got n={n}")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise GroupElementError(f"S_n needs an integer n >= 1; got n={n!r}")
+        if n is None and lengths is not None:
+            raise GroupElementError("per-set lengths need a set size n: PermutationGroup(n, lengths)")
         self.n = n
-        self.lengths = lengths
+        self.lengths = _ragged_lengths(n, lengths)
         self.name = "S" if n is None else f"S{n}"
-        self.order = None if n is None or lengths is not None else math.factorial(n)
+        # bound to sets of different sizes, the elements are still those of S_n (see fit_rows)
+        self.order = None if n is None else math.factorial(n)
 
     @property
     def needs_size(self) -> bool:
         return self.n is None
+
+    @property
+    def ragged(self) -> bool:
+        return self.lengths is not None
+
+    def fit_rows(self, g):
+        if self.lengths is None:
+            return g
+        self.check_element(g)
+        rows, size = g.shape
+        keys = torch.where(_inside(self.lengths, rows, size, g.device), g, size + torch.arange(size, device=g.device))
+        return torch.argsort(torch.argsort(keys, dim=1), dim=1)  # each entry's rank: relative order kept
 
     def sized(self, n, lengths=None):
         if self.n is not None and self.n != n and lengths is None:
@@ -51,10 +66,8 @@ class PermutationGroup(Group):
         size = self._size()
         keys = torch.rand(n, size, generator=generator, device=device)
         if self.lengths is not None:
-            lengths = self.lengths.to(device=keys.device)
-            row_length = lengths[torch.arange(n, device=keys.device) % lengths.numel()]
-            position = torch.arange(size, device=keys.device).expand(n, size)
-            keys = torch.where(position < row_length[:, None], keys, 2.0 + position.to(keys.dtype))
+            position = torch.arange(size, device=keys.device).to(keys.dtype)
+            keys = torch.where(_inside(self.lengths, n, size, keys.device), keys, 2.0 + position)
         return torch.argsort(keys, dim=1)
 
     def identity(self, n, *, device=None, dtype=None):
@@ -68,7 +81,7 @@ class PermutationGroup(Group):
 
     def elements(self, *, device=None, dtype=None):
         size = self._size()
-        if self.lengths is not None or size > MAX_ENUMERABLE_SET_SIZE:
+        if size > MAX_ENUMERABLE_SET_SIZE:
             raise GroupElementError(
                 f"S_{size} has {math.factorial(size):,} elements, too many to enumerate "
                 f"(the limit is S_{MAX_ENUMERABLE_SET_SIZE}); sample it instead"
@@ -102,3 +115,24 @@ class PermutationGroup(Group):
             raise GroupElementError(f"elements of {self.name} are (B, N) integer permutations; got {shape}")
         if self.n is not None and g.shape[1] != self.n:
             raise GroupElementError(f"elements of {self.name} permute {self.n} members; got {g.shape[1]}")
+
+
+def _ragged_lengths(n: int | None, lengths: torch.Tensor | None) -> torch.Tensor | None:
+    """``lengths`` checked against the set size ``n``; ``None`` when every set has all ``n`` members."""
+    if lengths is None:
+        return None
+    if not isinstance(lengths, torch.Tensor) or lengths.ndim != 1 or lengths.numel() == 0 \
+            or lengths.dtype not in (torch.int32, torch.int64):
+        given = f"shape {tuple(lengths.shape)}, dtype {lengths.dtype}" if isinstance(lengths, torch.Tensor) \
+            else type(lengths).__name__
+        raise GroupElementError(f"set lengths must be a non-empty 1-D integer tensor; got {given}")
+    if bool((lengths < 0).any()) or bool((lengths > n).any()):
+        raise GroupElementError(f"set lengths must lie in [0, {n}] for sets of {n} members; got {lengths.tolist()}")
+    return None if bool((lengths == n).all()) else lengths
+
+
+def _inside(lengths: torch.Tensor, rows: int, size: int, device: torch.device) -> torch.Tensor:
+    """(rows, size) mask of the members row ``r`` may move: its first ``lengths[r % len(lengths)]``."""
+    lengths = lengths.to(device)
+    row_length = lengths[torch.arange(rows, device=device) % lengths.numel()]
+    return torch.arange(size, device=device).expand(rows, size) < row_length[:, None]

@@ -50,6 +50,14 @@ class ProductGroup(Group):
         group.name = self.name
         return group
 
+    @property
+    def ragged(self) -> bool:
+        return any(f.ragged for f in self.factors)
+
+    def fit_rows(self, g):
+        self._check(g)
+        return tuple(f.fit_rows(part) for f, part in zip(self.factors, g))
+
     def _check(self, g) -> None:
         if not isinstance(g, tuple) or len(g) != len(self.factors):
             raise GroupElementError(

@@ -30,13 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import IncompatibleGroupError, MissingDependencyError
+from ..errors import ConfigError, IncompatibleGroupError, MissingDependencyError, ShapeError
 from ..groups import CyclicGroup, DihedralGroup, Group, get_group
 
 __all__ = [
     "RegularCanonicalizerCNN",
     "VectorCanonicalizerCNN",
     "ExportedCanonicalizerCNN",
+    "check_image_channels",
     "symmetric_downsample",
 ]
 
@@ -83,10 +84,37 @@ def symmetric_downsample(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, kernel, stride=2, padding=padding, count_include_pad=False)
 
 
-def _run(blocks: nn.ModuleList, x: torch.Tensor, downsample: bool, geometric: bool) -> torch.Tensor:
+def check_image_channels(x: torch.Tensor, in_channels: int, network: str) -> None:
+    """Raise :class:`ShapeError` unless ``x`` is a batch of images ``(B, in_channels, H, W)``.
+
+    The image networks are built for a fixed channel count; a batch with another one would otherwise fail
+    deep inside escnn or a convolution, without saying which numbers disagree.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ShapeError(f"{network} takes images (B, C, H, W); got {shape}")
+    if x.shape[1] != in_channels:
+        raise ShapeError(
+            f"{network} was built for images with {in_channels} channel(s); got {x.shape[1]} channel(s), "
+            f"shape {tuple(x.shape)}. Build it for these images with in_channels={x.shape[1]} "
+            f"(symwrap.wrap(..., in_channels={x.shape[1]}) for the default networks)"
+        )
+
+
+def _check_sizes(in_channels: int, hidden: int, layers: int, kernel_size: int) -> None:
+    for name, value in (("in_channels", in_channels), ("hidden", hidden), ("layers", layers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"the canonicalizer CNN needs an integer {name} >= 1; got {value!r}")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ConfigError(
+            f"the canonicalizer CNN needs an odd kernel_size, to keep the grid centred; got {kernel_size!r}"
+        )
+
+
+def _run(blocks: nn.ModuleList, x: torch.Tensor, downsample: bool, geometric: bool, in_channels: int,
+         network: str) -> torch.Tensor:
     """The shared forward pass: blocks with downsampling between them, then the mean over space."""
-    if x.ndim != 4:
-        raise ValueError(f"the canonicalizer CNN takes images (B, C, H, W); got shape {tuple(x.shape)}")
+    check_image_channels(x, in_channels, network)
     if geometric:
         from escnn.nn import GeometricTensor
     h = x
@@ -103,26 +131,23 @@ class ExportedCanonicalizerCNN(nn.Module):
     It holds copies of the weights: training it does not change the escnn network, nor the reverse.
     """
 
-    def __init__(self, blocks: list[nn.Module], downsample: bool) -> None:
+    def __init__(self, blocks: list[nn.Module], downsample: bool, in_channels: int) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
+        self.in_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run(self.blocks, x, self.downsample, geometric=False)
+        return _run(self.blocks, x, self.downsample, False, self.in_channels, type(self).__name__)
 
 
 class _SteerableCNN(nn.Module):
     def _build(self, gspace: Any, in_channels: int, hidden: int, layers: int, kernel_size: int,
                out_reprs: list[Any], downsample: bool) -> None:
+        _check_sizes(in_channels, hidden, layers, kernel_size)
         _, enn = _escnn()
-        if layers < 1:
-            raise ValueError(f"the canonicalizer CNN needs layers >= 1; got {layers}")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(
-                f"the canonicalizer CNN needs an odd kernel_size, to keep the grid centred; got {kernel_size}"
-            )
         self.downsample = downsample
+        self.in_channels = in_channels
         field = enn.FieldType(gspace, in_channels * [gspace.trivial_repr])
         hidden_field = enn.FieldType(gspace, hidden * [gspace.regular_repr])
         blocks = []
@@ -137,7 +162,7 @@ class _SteerableCNN(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run(self.blocks, x, self.downsample, geometric=True)
+        return _run(self.blocks, x, self.downsample, True, self.in_channels, type(self).__name__)
 
     def export(self) -> ExportedCanonicalizerCNN:
         """A plain-torch module (escnn's ``export()`` of every layer) with the same outputs, in eval mode.
@@ -148,7 +173,7 @@ class _SteerableCNN(nn.Module):
         was_training = self.training
         blocks = [copy.deepcopy(block.export()) for block in self.blocks]
         self.train(was_training)
-        return ExportedCanonicalizerCNN(blocks, self.downsample).eval()
+        return ExportedCanonicalizerCNN(blocks, self.downsample, self.in_channels).eval()
 
 
 def _planar_group(group: str | Group) -> Group:
@@ -204,8 +229,8 @@ class VectorCanonicalizerCNN(_SteerableCNN):
                  n_sampled: int = 8, downsample: bool = True) -> None:
         super().__init__()
         gspaces, _ = _escnn()
-        if n_sampled < 3:
-            raise ValueError(
+        if isinstance(n_sampled, bool) or not isinstance(n_sampled, int) or n_sampled < 3:
+            raise ConfigError(
                 f"VectorCanonicalizerCNN needs n_sampled >= 3 for a 2-D frequency-1 field; got {n_sampled}"
             )
         self.n_sampled = n_sampled

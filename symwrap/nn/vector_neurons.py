@@ -4,7 +4,8 @@ Features are lists of 3-D vectors shaped ``(B, C, 3, N, ...)``: batch, channels,
 any further dimensions, such as neighbours). Every layer here is linear in the coordinates or gated by
 rotation-invariant scalars, so it commutes with every ``R`` in O(3): ``f(R x) = R f(x)``. Biases would
 break that, so there are none. The cross-product features of the paper's DGCNN variant are left out: they
-are pseudo-vectors, equivariant under SO(3) only.
+are pseudo-vectors, equivariant under SO(3) only. Nothing but the cross product is particular to 3-D: the
+layers take vectors of 2 coordinates alike (O(2)), and :class:`VNFrameNet` has a planar variant (``dim=2``).
 
 :class:`VNFrameNet` maps a point cloud to three equivariant vectors and :func:`gram_schmidt` turns them into
 an orthonormal frame, the building blocks of an SO(3)/O(3) canonicalizer.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError, ShapeError
 
 __all__ = [
     "VNLinear",
@@ -126,19 +129,19 @@ class VNMeanPool(nn.Module):
 def knn_edge_features(x: torch.Tensor, k: int) -> torch.Tensor:
     """DGCNN-style edge features ``[x_j - x_i, x_i]`` over the ``k`` nearest neighbours ``j`` of each point ``i``.
 
-    ``x`` is ``(B, C, 3, N)``; neighbours are found by the Euclidean distance between the points' whole
-    feature lists (rotation invariant, so the neighbourhoods turn with the input). The point itself is its
-    own nearest neighbour; ``k`` is capped at ``N``. Returns ``(B, 2C, 3, N, k)``.
+    ``x`` is ``(B, C, d, N)`` (d = 3, or 2 in the plane); neighbours are found by the Euclidean distance between
+    the points' whole feature lists (rotation invariant, so the neighbourhoods turn with the input). The point
+    itself is its own nearest neighbour; ``k`` is capped at ``N``. Returns ``(B, 2C, d, N, k)``.
     """
-    b, c, _, n = x.shape
+    b, c, d, n = x.shape
     k = min(k, n)
-    flat = x.reshape(b, c * 3, n).transpose(1, 2)  # (B, N, 3C)
+    flat = x.reshape(b, c * d, n).transpose(1, 2)  # (B, N, dC)
     with torch.no_grad():  # only the indices are needed; cdist has no finite gradient at coincident points
         index = torch.cdist(flat, flat).topk(k, dim=-1, largest=False).indices  # (B, N, k)
-    neighbours = torch.gather(flat.unsqueeze(1).expand(b, n, n, c * 3), 2,
-                              index.unsqueeze(-1).expand(b, n, k, c * 3))  # (B, N, k, 3C)
-    neighbours = neighbours.reshape(b, n, k, c, 3).permute(0, 3, 4, 1, 2)  # (B, C, 3, N, k)
-    centre = x.unsqueeze(-1).expand(b, c, 3, n, k)
+    neighbours = torch.gather(flat.unsqueeze(1).expand(b, n, n, c * d), 2,
+                              index.unsqueeze(-1).expand(b, n, k, c * d))  # (B, N, k, dC)
+    neighbours = neighbours.reshape(b, n, k, c, d).permute(0, 3, 4, 1, 2)  # (B, C, d, N, k)
+    centre = x.unsqueeze(-1).expand(b, c, d, n, k)
     return torch.cat([neighbours - centre, centre], dim=1)
 
 
@@ -158,6 +161,9 @@ class VNEdgeConv(nn.Module):
 class VNFrameNet(nn.Module):
     """Three O(3)-equivariant vectors from a point cloud: ``(B, N, 3) -> (B, 3, 3)``, the vectors as columns.
 
+    With ``dim=2`` it is the same network in the plane, two O(2)-equivariant vectors from ``(B, N, 2)``
+    points: every layer is linear in the coordinates or gated by invariant scalars, in any dimension.
+
     ``f(x R^T + t) = R f(x)`` for every ``R`` in O(3) and translation ``t``; the output is also invariant to
     the order of the points and to a uniform scaling of the cloud. The points are centred and divided by their
     RMS radius; each point starts with two vectors, its position ``x_i`` and ``C x_i`` with ``C`` the
@@ -169,16 +175,20 @@ class VNFrameNet(nn.Module):
     Degenerate clouds (one point, coincident points) give zero vectors, collinear clouds give vectors
     along the line: finite, and exactly what equivariance allows. Any O(3)-equivariant map is odd,
     ``f(-x) = -f(x)``, so a cloud symmetric under ``x -> -x`` (about its centroid) gives zero vectors too;
-    :func:`gram_schmidt` turns such outputs into a fixed valid frame.
+    :func:`gram_schmidt` turns such outputs into a fixed valid frame. (In the plane ``x -> -x`` is the
+    half turn, so centrally symmetric clouds, which no rotation frame can tell from their half turn, give zero.)
     """
 
     def __init__(
         self, hidden: int = 64, layers: int = 3, k_neighbors: int | None = None, negative_slope: float = 0.2,
-        eps: float = 1e-6,
+        eps: float = 1e-6, dim: int = 3,
     ) -> None:
         super().__init__()
         if layers < 1:
-            raise ValueError(f"VNFrameNet needs layers >= 1; got {layers}")
+            raise ConfigError(f"VNFrameNet needs layers >= 1; got {layers}")
+        if dim not in (2, 3):
+            raise ConfigError(f"VNFrameNet builds frames of points in 2 or 3 dimensions; got dim={dim}")
+        self.dim = dim
         self.eps = eps
         self.k_neighbors = k_neighbors
         if k_neighbors is None:
@@ -189,22 +199,22 @@ class VNFrameNet(nn.Module):
             [first] + [VNLinearLeakyReLU(2 * hidden, hidden, negative_slope) for _ in range(layers - 1)]
         )
         self.pool = VNMeanPool()
-        self.head = VNLinear(hidden, 3)
+        self.head = VNLinear(hidden, dim)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        if points.ndim != 3 or points.shape[-1] != 3:
-            raise ValueError(f"VNFrameNet takes points (B, N, 3); got shape {tuple(points.shape)}")
+        if points.ndim != 3 or points.shape[-1] != self.dim:
+            raise ShapeError(f"VNFrameNet takes points (B, N, {self.dim}); got shape {tuple(points.shape)}")
         x = points - points.mean(1, keepdim=True)
         mean_square = x.pow(2).sum(-1).mean(1)  # (B,), rotation invariant
         # clamped before the square root: finite value and gradient when every point coincides
         x = x / mean_square.clamp_min(self.eps**2).sqrt()[:, None, None]
-        second_moment = x.transpose(1, 2) @ x / x.shape[1]  # (B, 3, 3), trace 1 unless degenerate
-        features = torch.stack([x.transpose(1, 2), second_moment @ x.transpose(1, 2)], dim=1)  # (B, 2, 3, N)
+        second_moment = x.transpose(1, 2) @ x / x.shape[1]  # (B, d, d), trace 1 unless degenerate
+        features = torch.stack([x.transpose(1, 2), second_moment @ x.transpose(1, 2)], dim=1)  # (B, 2, d, N)
         h = self.layers[0](features)
         for layer in self.layers[1:]:
             context = self.pool(h).unsqueeze(-1).expand_as(h)
             h = layer(torch.cat([h, context], dim=1))
-        vectors = self.head(self.pool(h))  # (B, 3 vectors, 3 coordinates)
+        vectors = self.head(self.pool(h))  # (B, d vectors, d coordinates)
         return vectors.transpose(1, 2)
 
 
@@ -242,7 +252,7 @@ def gram_schmidt(vectors: torch.Tensor, *, special: bool, eps: float = 1e-6) -> 
     <= ``eps * max(1, |second|)``) the frame is :func:`complete_frame` of the first vector.
     """
     if vectors.shape[-2:] != (3, 3):
-        raise ValueError(f"gram_schmidt takes (..., 3, 3) matrices of column vectors; got {tuple(vectors.shape)}")
+        raise ShapeError(f"gram_schmidt takes (..., 3, 3) matrices of column vectors; got {tuple(vectors.shape)}")
     a, b, c = vectors.unbind(-1)
     e1, a_sq = _unit(a, eps)
     b_perp = b - (b * e1).sum(-1, keepdim=True) * e1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,13 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..actions import Action
-from ..errors import ConfigError
+from ..actions.checks import call_model
+from ..backbones.adapters import backbone_name
+from ..errors import ConfigError, DeviceError, InputDtypeError
 from ..groups import Group
+from ..saving import CONFIG_FILE, WEIGHTS_FILE  # noqa: F401  (the names were defined here before)
 from .checks import check_backbone_output, check_target
 from .fields import check_field_types
-
-CONFIG_FILE = "symwrap_config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclasses.dataclass
@@ -78,6 +77,25 @@ class SymmetricModel(nn.Module):
 
     Built by :func:`symwrap.wrap`; holds the backbone (``self.backbone``), the group,
     the input and output actions and the strategy's config.
+
+    The contract every strategy honours (checked for every registered strategy by
+    ``tests/test_contract.py``; see the docs page "The contract"):
+
+    1. ``wrap()`` with default settings builds every network at once, on the backbone's device and
+       dtype: no lazy parameters, so the model can be counted, moved and saved before its first forward.
+       What the input's layout cannot tell (image channels of an MLP backbone, node features of a graph)
+       is asked for with a :class:`~symwrap.errors.ConfigError` at ``wrap()``.
+    2. ``forward(x)`` validates ``x`` (while ``config.validate``) and gives one output row per input in the
+       output action's layout; a backbone that returns anything else raises
+       :class:`~symwrap.errors.BackboneOutputError`.
+    3. ``loss(pred, target, x)`` returns a dict of named scalar terms with their sum ``total``; a target that
+       does not fit raises :class:`~symwrap.errors.TargetError`.
+    4. ``save_pretrained(dir)`` is atomic, and ``symwrap.load(dir, backbone)`` gives the same outputs bit for
+       bit, before and after a first forward.
+    5. ``is_exact(x)`` says whether the model promises exactness on ``x``; where it does,
+       :func:`symwrap.metrics.assert_equivariant` holds at the round-off of the dtype.
+    6. Every misuse raises a :class:`~symwrap.errors.SymwrapError` subclass that says what was given and
+       what was expected.
     """
 
     config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
@@ -118,11 +136,12 @@ class SymmetricModel(nn.Module):
 
     def run_backbone(self, x: Any) -> Any:
         """The backbone on ``x``, its output checked against the output action while ``config.validate``
-        is on: a tensor (or dict of them) of floats, one row per input, in the output's layout."""
-        y = self.backbone(x)
+        is on: a tensor (or dict of them) of floats, one row per input, in the output's layout. An exception
+        inside the backbone becomes a :class:`~symwrap.errors.BackboneError` naming the batch it was given."""
+        name = backbone_name(self.backbone)
+        y = call_model(self.backbone, x, name)
         if self.config.validate:
-            check_backbone_output(y, self.output_action, self.group, self.input_action.batch_size(x),
-                                  type(self.backbone).__name__)
+            check_backbone_output(y, self.output_action, self.group, self.input_action.batch_size(x), name)
         return y
 
     # --- training terms ------------------------------------------------------------------
@@ -174,21 +193,22 @@ class SymmetricModel(nn.Module):
         )
 
     # --- saving --------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``symwrap_config.json`` and the weights as ``model.safetensors``."""
-        from safetensors.torch import save_model
+    def save_pretrained(self, directory: str | Path, *, overwrite: bool = False) -> None:
+        """Write ``symwrap_config.json`` (strategy, group, actions, config, and the size and SHA-256 of the
+        weights) and the weights as ``model.safetensors`` to ``directory``; :func:`symwrap.load` reads them back.
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        description = {
-            "strategy": self.config.strategy,
-            "group": self.group_spec(),
-            "input": self.input_action.spec(),
-            "output": self.output_action.spec(),
-            "config": self.config.to_dict(),
-        }
-        (directory / CONFIG_FILE).write_text(json.dumps(description, indent=2))
-        save_model(self, str(directory / WEIGHTS_FILE))
+        The save is atomic: both files are written to a temporary folder inside ``directory`` and moved into
+        place together, so a save that fails leaves a previous one untouched. Other files in ``directory``
+        are left alone.
+
+        Raises:
+            SaveError: ``directory`` already holds a saved model and ``overwrite`` is false (pass
+                ``overwrite=True`` to replace it), or it cannot be written, or the model has lazy parameters
+                that no forward pass has initialised yet.
+        """
+        from ..saving import save_model
+
+        save_model(self, directory, overwrite=overwrite)
 
     def group_spec(self) -> str | list[str]:
         """The group as ``wrap()`` takes it back: its name (a list of names for several groups)."""
@@ -198,6 +218,23 @@ class SymmetricModel(nn.Module):
     def _check_input(self, x: Any) -> None:
         if self.config.validate:
             self.input_action.validate(x, self.group, check_finite=True)
+            self._check_placement(x)
+        else:  # shapes only, cheap: an empty input would otherwise give NaN or a raw error deep inside
+            self.input_action.check_nonempty(x)
+
+    def _check_placement(self, x: Any) -> None:
+        """The input's floating-point data must be on the model's device and, outside autocast, of its dtype."""
+        probe = self.input_action.probe(x)
+        parameter = next((p for p in self.parameters() if p.is_floating_point()), None)
+        if parameter is None or not isinstance(probe, torch.Tensor) or not torch.is_floating_point(probe):
+            return
+        if probe.device != parameter.device:
+            raise DeviceError(f"the input is on {probe.device} and the model on {parameter.device}; move one of "
+                              f"them: x.to({str(parameter.device)!r}) or model.to({str(probe.device)!r})")
+        if probe.dtype != parameter.dtype and not torch.is_autocast_enabled(probe.device.type):
+            raise InputDtypeError(f"the input is {probe.dtype} and the model's parameters are {parameter.dtype}; "
+                                  f"convert one of them (x.to({parameter.dtype}) or model.to({probe.dtype})), or "
+                                  "run under torch.autocast")
 
     def generator_for(self, device: torch.device) -> torch.Generator | None:
         """The generator seeded once from ``config.seed`` (``None`` without a seed): two

@@ -9,53 +9,11 @@ from typing import Any
 
 import torch
 
-from ..actions import Action, DictAction
-from ..errors import ActionError, BackboneOutputError, TargetError
-from ..groups import Group
+from ..actions.checks import check_backbone_output
+from ..actions.checks import describe as _describe
+from ..errors import TargetError
 
-
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    if isinstance(value, Mapping):
-        return f"a dict with keys {sorted(map(str, value))}"
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} item(s)"
-    return "None" if value is None else f"a {type(value).__name__}"
-
-
-def check_backbone_output(y: Any, output_action: Action, group: Group, batch: int, backbone_name: str) -> None:
-    """Raise :class:`BackboneOutputError` unless ``y`` is what ``output_action`` acts on, with ``batch`` rows."""
-    expected = f"output={output_action.spec()!r} expects {output_action.layout}"
-    if isinstance(output_action, DictAction):
-        if not isinstance(y, Mapping):
-            raise BackboneOutputError(f"the backbone {backbone_name} returned {_describe(y)}; {expected}")
-    elif not isinstance(y, torch.Tensor):
-        hint = ""
-        if isinstance(y, (tuple, list)):
-            hint = (" To use one of its items, wrap the backbone first: "
-                    "symwrap.backbones.OutputAdapter(backbone, key=0).")
-        elif isinstance(y, Mapping):
-            hint = (" To use one of its entries, wrap the backbone first: "
-                    "symwrap.backbones.OutputAdapter(backbone, key='logits'), or declare a dict output.")
-        raise BackboneOutputError(f"the backbone {backbone_name} returned {_describe(y)}; {expected} (a tensor)."
-                                  + hint)
-    elif not (torch.is_floating_point(y) or torch.is_complex(y)):
-        raise BackboneOutputError(
-            f"the backbone {backbone_name} returned {_describe(y)}; strategies average and move outputs, so they "
-            "must be floating point (logits or scores, not class indices: return the logits and take argmax after)"
-        )
-    try:
-        output_action.validate(y, group)
-        rows = output_action.batch_size(y)
-    except ActionError as error:
-        raise BackboneOutputError(f"the backbone {backbone_name} returned {_describe(y)}, which does not fit "
-                                  f"output={output_action.spec()!r}: {error}") from None
-    if rows != batch:
-        raise BackboneOutputError(
-            f"the backbone {backbone_name} returned {rows} rows for a batch of {batch} inputs "
-            f"({_describe(y)}); it must return one row per input"
-        )
+__all__ = ["check_backbone_output", "check_target"]  # the output check lives in actions, below the metrics
 
 
 def check_target(pred: Any, target: Any, kind: str) -> None:

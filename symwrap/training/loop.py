@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, DataError, ShapeError
 from ..strategies.base import SymmetricModel
 from . import checkpoint as ckpt
 from . import distributed
@@ -324,6 +324,14 @@ def fit(
         the :class:`History`: one record per epoch (``train_<term>``, ``val_<term>``, ``val_accuracy``,
         ``equivariance_error``, ``lr``, ``time``) and the step records.
 
+    Raises:
+        DataError: a loader that is not an iterable of batches, or that yields no batch (an empty data set,
+            ``drop_last=True`` with fewer samples than a batch, a generator used up by the previous epoch);
+            an empty one whose length says so is refused before anything trains.
+        CheckpointError: resuming from a checkpoint that is missing, empty, truncated, corrupt, or written for
+            another model (keys or shapes), another optimizer or another scheduler; checked before the model
+            and the optimizer change.
+
     Example::
 
         model = symwrap.wrap(cnn, group="C4", strategy="remul", input="image", output="invariant")
@@ -341,6 +349,9 @@ def fit(
     if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
         raise ConfigError(f"grad_clip must be a positive number or None; got {grad_clip!r}")
     resume_from = _resume_path(resume, checkpoint_dir)
+    _check_loader(train_loader, "train_loader")
+    if val_loader is not None:
+        _check_loader(val_loader, "val_loader")
 
     # --- placement and processes
     device = torch.device(device) if device is not None else _model_device(model)
@@ -363,17 +374,7 @@ def fit(
     # --- where we start
     history, start_epoch, step = History(), 0, 0
     if resume_from is not None:
-        state = ckpt.load_checkpoint(resume_from)
-        inner.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        history = History.from_dict(state["history"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        rng = state["rng"]
-        ckpt.restore_rng(rng[context.rank] if len(rng) == context.world_size else rng[0], device, inner, loaders)
-        if context.is_main:
-            logger.info("resumed from %s at epoch %d, step %d", resume_from, start_epoch, step)
+        history, start_epoch, step = _resume(resume_from, inner, optimizer, scheduler, device, context, loaders)
 
     loss_module = _LossModule(model, loss_fn)
     if context.enabled:
@@ -394,10 +395,11 @@ def fit(
         distributed.set_epoch(train_loader, epoch)
         model.train()
         epoch_meter, window = _Meter(), _Meter()
-        first_x = None
+        first_x, batches = None, 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not show, unit="batch",
                    dynamic_ncols=True, total=_length(train_loader))
         for batch in bar:
+            batches += 1
             x, y = split_batch(move_to(batch, device))
             if first_x is None:
                 first_x = x
@@ -421,12 +423,16 @@ def fit(
             if max_steps is not None and step >= max_steps:
                 break
         bar.close()
+        if not batches:
+            raise _no_batches("train_loader", epoch, start_epoch)
 
         record: dict[str, float] = {"epoch": epoch + 1, "step": step, "lr": _lr(optimizer),
                                     **epoch_meter.means(context, "train_")}
         with _forked_rng(device):
             if val_loader is not None:
                 val_record, first_val_x = _validate(loss_module, val_loader, device, context, show)
+                if not val_record:
+                    raise _no_batches("val_loader", epoch, start_epoch)
                 record.update(val_record)
                 first_x = first_val_x if first_val_x is not None else first_x
             if symmetric is not None:
@@ -452,7 +458,9 @@ def fit(
                 ckpt.save_checkpoint(checkpoint_dir, {
                     "model": inner.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "optimizer_class": type(optimizer).__name__,
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "scheduler_class": type(scheduler).__name__ if scheduler is not None else None,
                     "epoch": epoch + 1,
                     "step": step,
                     "history": history.to_dict(),
@@ -460,6 +468,62 @@ def fit(
                 })
             distributed.barrier(context)
     return history
+
+
+def _resume(path: Path, model: nn.Module, optimizer: Optimizer, scheduler: Any, device: torch.device,
+            context: distributed.DistributedContext, loaders: dict[str, Any]) -> tuple[History, int, int]:
+    """Restore a run from the checkpoint at ``path``: its history, epoch and step. Everything that can be
+    checked is checked before the model or the optimizer changes (:class:`CheckpointError` otherwise)."""
+    state = ckpt.load_checkpoint(path)
+    model.train()  # checkpoints are written in training mode, and some state dicts depend on the mode (escnn)
+    ckpt.check_model_state(state["model"], model, path)
+    ckpt.check_optimizer_state(state, optimizer, path)
+    ckpt.check_scheduler_state(state, scheduler, path)
+    with ckpt.loading_errors(path, "history"):
+        history = History.from_dict(state["history"])
+        start_epoch, step = int(state["epoch"]), int(state["step"])
+    with ckpt.loading_errors(path, "model"):
+        model.load_state_dict(state["model"])
+    with ckpt.loading_errors(path, "optimizer"):
+        optimizer.load_state_dict(state["optimizer"])
+    if (scheduler is None) != (state["scheduler"] is None) and context.is_main:
+        logger.warning("resuming from %s %s a learning-rate scheduler; the run was checkpointed %s one", path,
+                       "without" if scheduler is None else "with", "with" if scheduler is None else "without")
+    if scheduler is not None and state["scheduler"] is not None:
+        with ckpt.loading_errors(path, "scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+    with ckpt.loading_errors(path, "random number generator"):
+        rng = state["rng"]
+        ckpt.restore_rng(rng[context.rank] if len(rng) == context.world_size else rng[0], device, model, loaders)
+    if context.is_main:
+        logger.info("resumed from %s at epoch %d, step %d", path, start_epoch, step)
+    return history, start_epoch, step
+
+
+def _check_loader(loader: Any, name: str) -> None:
+    """Raise :class:`DataError` for a loader that is not iterable or has no batch (known from its length)."""
+    if isinstance(loader, (str, bytes, Mapping, torch.Tensor)) or not hasattr(loader, "__iter__"):
+        raise DataError(f"{name} must be an iterable of batches (a DataLoader, a list of (x, y) pairs); got a "
+                        f"{type(loader).__name__}")
+    if _length(loader) != 0:
+        return
+    hint = "give it at least one sample"
+    dataset = getattr(loader, "dataset", None)
+    if isinstance(loader, torch.utils.data.DataLoader) and loader.drop_last and dataset is not None \
+            and _length(dataset):
+        hint = (f"its {_length(dataset)} sample(s) make no batch of {loader.batch_size} with drop_last=True; "
+                "lower batch_size or set drop_last=False")
+    raise DataError(f"{name} has no batches; {hint}. Nothing was trained")
+
+
+def _no_batches(name: str, epoch: int, start_epoch: int) -> DataError:
+    """The error for a loader that yielded nothing in ``epoch`` (0-based)."""
+    if epoch > start_epoch:
+        return DataError(f"{name} yielded no batch in epoch {epoch + 1} after yielding batches before: it is a "
+                         "one-shot iterator (a generator, iter(...)) that one pass used up; pass a DataLoader or a "
+                         "list of batches, which can be iterated once per epoch")
+    return DataError(f"{name} yielded no batch in epoch {epoch + 1}; give it at least one sample. Nothing was "
+                     "trained")
 
 
 def _distribute(loader: Any, context: distributed.DistributedContext, *, train: bool, name: str) -> Any:

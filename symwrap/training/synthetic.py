@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if initialised else (0, 1)
     if rank == 0:
         if args.output is not None:
-            model.save_pretrained(args.output)
+            model.save_pretrained(args.output, overwrite=True)  # a check job: a rerun replaces its model
             history.save(args.output / "history.json")
         print(json.dumps({"world_size": world_size, "rank_weight_spread": spread, "last": history.last}))
     if initialised:

@@ -13,7 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import ShapeError
 from ...geometry import principal_axes
+
+#: frame vectors shorter than this (the Vector-Neuron network scales points to unit RMS radius) leave the
+#: frame undetermined up to round-off: Gram–Schmidt divides by them
+DEGENERATE_NORM = 1e-4
 
 
 class ContrastiveScorer(nn.Module):
@@ -36,9 +41,9 @@ class ContrastiveScorer(nn.Module):
         """Scores (B, k) and embeddings (B, k, D) of the k copies (copy-major, k·B)."""
         embeddings = self.network(copies)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.reference.shape[1]:
-            raise ValueError(
-                f"the contrastive network must return (N, {self.reference.shape[1]}) embeddings; "
-                f"got {tuple(embeddings.shape)}"
+            raise ShapeError(
+                f"the contrastive network {type(self.network).__name__} must return (N, {self.reference.shape[1]}) "
+                f"embeddings (embedding_dim={self.reference.shape[1]}); got {tuple(embeddings.shape)}"
             )
         cosine = F.cosine_similarity(embeddings, self.reference.to(embeddings.dtype), dim=1)
         batch = embeddings.shape[0] // k
@@ -106,17 +111,47 @@ class PCAFrame(nn.Module):
 
 
 class VectorNeuronFrame(nn.Module):
-    """An SO(3)/O(3)-equivariant Vector-Neuron network giving three vectors, made orthogonal."""
+    """An O(d)-equivariant Vector-Neuron network giving d vectors (d = 3, or 2 in the plane), made orthogonal.
 
-    def __init__(self, special: bool, hidden: int = 64) -> None:
+    ``F(R·x + t) = R·F(x)`` exactly for every rotation (and, unless ``special``, reflection) ``R``, on point
+    sets whose vectors determine a frame (see :meth:`degenerate`). Like :class:`PCAFrame`, the frame is
+    computed in float64 and returned in the points' dtype: the network's pooled vectors are short sums of
+    long terms, and in float32 their rounding alone would move the frame by about 1e-5.
+    """
+
+    def __init__(self, special: bool, hidden: int = 64, dim: int = 3) -> None:
         super().__init__()
         from ...nn import VNFrameNet
 
-        self.network = VNFrameNet(hidden=hidden)
+        self.network = VNFrameNet(hidden=hidden, dim=dim)
         self.special = special
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
-        return orthonormal_frame(self.network(points), special=self.special)
+        return orthonormal_frame(self._vectors(points), special=self.special).to(points.dtype)
+
+    def _vectors(self, points: torch.Tensor) -> torch.Tensor:
+        """The network's d vectors, in float64 where the device has it (differentiable in the parameters)."""
+        if points.dtype == torch.float64 or points.device.type == "mps":
+            return self.network(points)
+        state = {name: value.double() if value.is_floating_point() else value
+                 for name, value in [*self.network.named_parameters(), *self.network.named_buffers()]}
+        return torch.func.functional_call(self.network, state, (points.double(),))
+
+    @torch.no_grad()
+    def degenerate(self, points: torch.Tensor) -> torch.Tensor:
+        """(B,) ``True`` where the network's vectors do not determine the frame, which is then a fixed fallback
+        and not equivariant: a vanishing first vector, a second one parallel to it, or (with reflections) a
+        last vector that does not tell the handedness. Symmetric point sets give these (a centrally symmetric
+        cloud has no equivariant frame)."""
+        vectors = self._vectors(points)
+        frame = orthonormal_frame(vectors, special=self.special)
+        dim = vectors.shape[-1]
+        weak = [vectors[..., 0].norm(dim=-1)]
+        if dim == 3 or not self.special:  # the second vector orients a 3-D frame, or the handedness of a 2-D one
+            weak.append((frame[..., 1] * vectors[..., 1]).sum(-1).abs())
+        if dim == 3 and not self.special:
+            weak.append((frame[..., 2] * vectors[..., 2]).sum(-1).abs())
+        return torch.stack(weak, dim=-1).amin(dim=-1) < DEGENERATE_NORM
 
 
 class VectorImageFrame(nn.Module):
@@ -145,4 +180,10 @@ class RegressedFrame(nn.Module):
 
     def forward(self, x) -> torch.Tensor:
         out = self.network(x)
+        if not isinstance(out, torch.Tensor) or out.ndim < 2 or out[0].numel() != self.dim * self.dim:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ShapeError(
+                f"the frame network {type(self.network).__name__} must return (N, {self.dim * self.dim}) frame "
+                f"vectors ({self.dim} vectors of {self.dim} coordinates per input); got {shape}"
+            )
         return orthonormal_frame(out.reshape(out.shape[0], self.dim, self.dim), special=self.special)

@@ -8,7 +8,7 @@ from typing import ClassVar
 from ...errors import ConfigError
 from ..base import StrategyConfig
 
-CANONICALIZERS = ("contrastive", "equivariant", "pca")
+CANONICALIZERS = ("auto", "contrastive", "equivariant", "pca")
 GRADIENTS = ("straight_through", "gumbel", "none")
 
 
@@ -17,10 +17,22 @@ class CanonicalizationConfig(StrategyConfig):
     """Learned canonicalization.
 
     Attributes:
-        canonicalizer: ``"contrastive"`` (any network scores every transformed copy,
-            trained with a contrastive loss; arXiv 2405.14089), ``"equivariant"`` (an
-            escnn steerable CNN for images, Vector Neurons for point sets) or ``"pca"``
-            (principal axes, not learned; point sets only).
+        canonicalizer: ``"auto"`` (the default: an exact canonicalizer where one exists, resolved at
+            ``wrap()`` and recorded in the model's config as the concrete choice, see below),
+            ``"contrastive"`` (any network scores every transformed copy, trained with a contrastive loss;
+            arXiv 2405.14089; for continuous groups it regresses a frame), ``"equivariant"`` (an escnn
+            steerable CNN for images, Vector Neurons for 2-D and 3-D point sets) or ``"pca"`` (principal
+            axes, not learned; point sets only).
+
+            ``"auto"`` picks, from what the group and the input are: finite groups and ``S``:
+            ``"contrastive"`` (exact by construction: the arg-max over scored copies); rotations of 2-D or
+            3-D positions (SO2, O2, SO3, O3, E3, SE3 on points; E3/SE3 translations by the centroid):
+            ``"equivariant"`` (Vector Neurons, exact); SO2 on images: ``"equivariant"`` (escnn, exact on
+            quarter turns, approximate for other angles, whose image rotation is interpolated) when escnn is
+            installed; anything else (O2 images, SO2 images without escnn): ``"contrastive"``, a regressed
+            frame that is only approximately equivariant, and only once trained (the model warns with
+            :class:`~symwrap.errors.ApproximationWarning` on its first evaluation batch when it is far off).
+            With ``canonicalizer_network=`` given, ``"auto"`` means ``"contrastive"``.
         prior_weight: weight of the prior that pulls the canonical element towards the
             identity, so a pretrained backbone keeps seeing the poses it was trained on.
         contrastive_weight: weight of the contrastive term (finite groups: embeddings of
@@ -34,7 +46,10 @@ class CanonicalizationConfig(StrategyConfig):
         temperature: softmax temperature of the group scores.
         embedding_dim: embedding size of the default contrastive network.
         hidden: width of the default canonicalizer networks.
-        in_channels: image channels, for the default equivariant image canonicalizer.
+        in_channels: image channels the default image canonicalizer networks are built for. ``None`` (the
+            default) reads them from the backbone at ``wrap()`` (its first ``nn.Conv2d``, or a Hugging Face
+            ``config.num_channels``) and records the number here; a backbone that does not tell (an MLP on
+            flattened pixels) needs it given. Not needed with ``canonicalizer_network=`` or for point sets.
         canonicalizer_input_size: resize images to this side length (bilinear, antialiased)
             before the canonicalizer network sees them; the backbone still gets full
             resolution. Resizing a square image commutes with its quarter turns and flips,
@@ -42,7 +57,7 @@ class CanonicalizationConfig(StrategyConfig):
     """
 
     strategy: ClassVar[str] = "canonicalization"
-    canonicalizer: str = "contrastive"
+    canonicalizer: str = "auto"
     prior_weight: float = 1.0
     contrastive_weight: float = 1.0
     artifact_weight: float = 0.0
@@ -50,7 +65,7 @@ class CanonicalizationConfig(StrategyConfig):
     temperature: float = 1.0
     embedding_dim: int = 32
     hidden: int = 16
-    in_channels: int = 3
+    in_channels: int | None = None
     canonicalizer_input_size: int | None = None
 
     def __post_init__(self) -> None:
@@ -67,5 +82,6 @@ class CanonicalizationConfig(StrategyConfig):
         if self.canonicalizer_input_size is not None and self.canonicalizer_input_size < 4:
             raise ConfigError(f"canonicalizer_input_size must be >= 4 pixels; got {self.canonicalizer_input_size}")
         for name in ("embedding_dim", "hidden", "in_channels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1; got {value}")

@@ -8,6 +8,8 @@ keeps seeing the poses it knows.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 from typing import Any
 
 import torch
@@ -15,9 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...actions import Copies, ImageAction, group_copies, mix_inverse_copies
+from ...backbones.introspection import image_channels
 from ...errors import ConfigError, IncompatibleGroupError
 from ...geometry import principal_axes
 from ...groups import Group, select
+from ..approximation import warn_approximation
 from ..base import SymmetricModel
 from ..registry import register_strategy
 from .canonicalizers import (
@@ -33,6 +37,9 @@ from .networks import ImageEncoder, PointEncoder
 
 #: finite groups up to this order are canonicalized by scoring every element
 MAX_SCORED_ORDER = 1024
+#: a learned (regressed) frame whose relative equivariance error ‖F(h·x) − h·F(x)‖ / ‖F(x)‖ on the first
+#: evaluation batch is above this is reported with an :class:`~symwrap.errors.ApproximationWarning`
+FRAME_WARNING_THRESHOLD = 0.1
 
 
 @register_strategy("canonicalization")
@@ -40,6 +47,14 @@ class Canonicalization(SymmetricModel):
     """The backbone sees each input in a canonical pose picked by a learned canonicalizer; outputs are moved back.
 
     ``wrap(backbone, group="C8", strategy="canonicalization", input="image", output="invariant")``
+
+    The default canonicalizer (``canonicalizer="auto"``) is exact where an exact one exists: the
+    contrastive scorer for finite groups, Vector Neurons for rotations of 2-D and 3-D point sets, escnn
+    for SO2 images (exact on quarter turns); elsewhere (O2 images) a regressed frame that is only
+    approximately equivariant once trained, and the model warns (:class:`~symwrap.errors.ApproximationWarning`,
+    once) when its first evaluation batch shows it far from equivariant. See
+    :class:`CanonicalizationConfig`. Every network is built at ``wrap()``; image networks read the
+    channel count from the backbone unless ``in_channels=`` is given.
 
     Pass your own canonicalizer network with ``canonicalizer_network=``: for the
     contrastive canonicalizer any module giving (N, embedding_dim) embeddings (finite
@@ -66,10 +81,12 @@ class Canonicalization(SymmetricModel):
             raise IncompatibleGroupError(
                 f"canonicalization of an infinite group needs rotations to build frames from; got {group.name}"
             )
-        self.canonicalizer = _build_canonicalizer(group, input_action, config, canonicalizer_network, self.discrete)
         if config.canonicalizer_input_size is not None and not isinstance(input_action, ImageAction):
             raise ConfigError("canonicalizer_input_size resizes images; the input here is not an image")
+        self.config = config = resolve_config(config, group, input_action, self.backbone, canonicalizer_network)
+        self.canonicalizer = _build_canonicalizer(group, input_action, config, canonicalizer_network, self.discrete)
         self._last: dict[str, Any] = {}
+        self._frame_checked = False
 
     # --- the canonical element ------------------------------------------------------------
     def forward(self, x: Any) -> Any:
@@ -122,7 +139,39 @@ class Canonicalization(SymmetricModel):
 
     def _canonicalize_continuous(self, x: Any):
         bound, g = self._frame(x)
+        if not self.training and not self._frame_checked and isinstance(self.canonicalizer, RegressedFrame):
+            self._frame_checked = True
+            self._warn_if_frame_is_far_off(x, self._last["rotation"])
         return bound, g, self.input_action.act(bound, bound.inverse(g), x)
+
+    @torch.no_grad()
+    def _warn_if_frame_is_far_off(self, x: Any, rotation: torch.Tensor) -> None:
+        """Measure ``‖F(h·x) − h·F(x)‖ / ‖F(x)‖`` once, for one random ``h`` per input (one more canonicalizer
+        call), and warn when a regressed frame is far from equivariant: it is not trained (enough)."""
+        error = self._frame_error(x, rotation)
+        if error <= FRAME_WARNING_THRESHOLD:
+            return
+        warn_approximation(
+            f"the canonicalizer of this {self.group.name} model regresses its frame with a network that is not "
+            f"equivariant ({type(self.canonicalizer.network).__name__}), and on this batch it is far from "
+            f"equivariant: ‖F(h·x) − h·F(x)‖ / ‖F(x)‖ = {error:.2g} for random h (warned above "
+            f"{FRAME_WARNING_THRESHOLD}), so the model is too. Train the canonicalizer first "
+            "(model.canonicalizer_loss(x) on upright inputs, or model.loss with contrastive_weight > 0), or use an "
+            "exact canonicalizer: canonicalizer='equivariant' (Vector Neurons for 2-D/3-D point sets, escnn for "
+            "SO2 images) or 'pca' (point sets)."
+        )
+
+    def _frame_error(self, x: Any, rotation: torch.Tensor) -> float:
+        """Mean relative error ``‖F(h·x) − h·F(x)‖_F / ‖F(x)‖_F`` for one random ``h`` per input, drawn from
+        a private generator (seed 0) so that measuring leaves torch's global random state alone."""
+        action = self.input_action
+        bound = action.bind(self.group, x)
+        generator = torch.Generator(device=rotation.device).manual_seed(0)
+        h = bound.sample(action.batch_size(x), generator=generator, device=rotation.device, dtype=rotation.dtype)
+        moved = self.canonicalizer(self._frame_input(action.act(bound, h, x)))
+        expected = bound.linear_part(h, dtype=rotation.dtype) @ rotation
+        relative = (moved - expected).flatten(1).norm(dim=1) / rotation.flatten(1).norm(dim=1).clamp_min(1e-12)
+        return float(relative.mean())
 
     def _frame(self, x: Any):
         """The canonical element of ``x`` for a continuous group (its frame); fills ``_last``."""
@@ -155,11 +204,13 @@ class Canonicalization(SymmetricModel):
 
     def is_exact(self, x: Any) -> bool:
         """Exact for finite groups (the arg-max over scored elements is an equivariant choice) and for frames
-        that turn exactly with the input (Vector Neurons; PCA on non-degenerate point sets)."""
+        that turn exactly with the input (Vector Neurons and PCA, on point sets that give them a non-degenerate
+        frame)."""
         if self.discrete:
             return True
         if isinstance(self.canonicalizer, VectorNeuronFrame):
-            return True
+            points = self.input_action.positions(x)
+            return points is not None and not bool(self.canonicalizer.degenerate(points).any())
         if isinstance(self.canonicalizer, PCAFrame):
             points = self.input_action.positions(x)
             return points is not None and not bool(principal_axes(points)[2].any())
@@ -262,6 +313,44 @@ class Canonicalization(SymmetricModel):
         return float(((rotation - eye).flatten(1).norm(dim=1) < tolerance).double().mean())
 
 
+def resolve_config(
+    config: CanonicalizationConfig, group: Group, input_action, backbone: nn.Module, network: nn.Module | None
+) -> CanonicalizationConfig:
+    """A copy of ``config`` with ``canonicalizer="auto"`` and ``in_channels=None`` made concrete for this model,
+    so that ``save_pretrained`` records what was built."""
+    kind = config.canonicalizer
+    if kind == "auto":
+        kind = "contrastive" if network is not None else default_canonicalizer(group, input_action)
+    in_channels = config.in_channels
+    if in_channels is None and network is None and kind != "pca" and isinstance(input_action, ImageAction):
+        in_channels = _channels_from_backbone(backbone, kind)
+    return dataclasses.replace(config, canonicalizer=kind, in_channels=in_channels)
+
+
+def default_canonicalizer(group: Group, input_action) -> str:
+    """What ``canonicalizer="auto"`` means for ``group`` acting on ``input_action``'s data: an exact
+    canonicalizer where one exists (see :class:`CanonicalizationConfig`)."""
+    if group.is_finite or group.needs_size:
+        return "contrastive"
+    if isinstance(input_action, ImageAction):
+        return "equivariant" if group.special and importlib.util.find_spec("escnn") is not None else "contrastive"
+    if group.dim in (2, 3):
+        return "equivariant"
+    return "contrastive"
+
+
+def _channels_from_backbone(backbone: nn.Module, kind: str) -> int:
+    channels = image_channels(backbone)
+    if channels is None:
+        raise ConfigError(
+            f"the default {kind!r} image canonicalizer is built at wrap() for a fixed number of image channels, "
+            f"and the backbone {type(backbone).__name__} does not tell it (it has no nn.Conv2d and no "
+            "config.num_channels): pass in_channels= (3 for RGB images, 1 for grey ones), or your own "
+            "canonicalizer_network="
+        )
+    return channels
+
+
 def _build_canonicalizer(
     group: Group, input_action, config: CanonicalizationConfig, network: nn.Module | None, discrete: bool
 ) -> nn.Module:
@@ -297,16 +386,22 @@ def _build_canonicalizer(
         return RegressedFrame(network, group.dim, special)
     if image:
         if not special:
-            raise ConfigError(f"the equivariant image canonicalizer handles SO2; {group.name} has reflections")
+            raise ConfigError(
+                f"the equivariant image canonicalizer handles SO2; {group.name} has reflections. "
+                "Use canonicalizer='contrastive' (a learned frame, approximately equivariant once trained)"
+            )
         return VectorImageFrame(config.in_channels, config.hidden)
-    if group.dim != 3:
-        raise ConfigError(f"the Vector-Neuron canonicalizer works in 3-D; {group.name} acts on R^{group.dim}")
-    return VectorNeuronFrame(special)
+    if group.dim not in (2, 3):
+        raise ConfigError(
+            f"the Vector-Neuron canonicalizer works in 2-D and 3-D; {group.name} acts on R^{group.dim}. "
+            "Use canonicalizer='contrastive' or 'pca'"
+        )
+    return VectorNeuronFrame(special, dim=group.dim)
 
 
 def _default_encoder(group: Group, image: bool, out_features: int, config: CanonicalizationConfig) -> nn.Module:
     if image:
-        return ImageEncoder(out_features, hidden=config.hidden)
+        return ImageEncoder(config.in_channels, out_features, hidden=config.hidden)
     if group.dim is None:
         raise ConfigError(
             f"there is no default contrastive network for {group.name} on this input; pass canonicalizer_network="

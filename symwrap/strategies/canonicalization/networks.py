@@ -10,20 +10,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...nn.escnn_canonicalizers import check_image_channels
+
 
 class ImageEncoder(nn.Module):
     """Two stride-2 convolutions, average pooling to a ``grid`` x ``grid`` layout and a linear head:
-    (B, C, H, W) -> (B, out).
+    (B, in_channels, H, W) -> (B, out_features).
 
     The coarse grid keeps where things are in the image, which is what tells one pose from
     another; a global average would leave only the orientation of local edges. Striding from
     the first layer keeps the cost low: the network runs on all |G| copies of each input.
+    Every layer is built here, so the parameters exist (and can be saved) before the first call.
     """
 
-    def __init__(self, out_features: int, hidden: int = 16, grid: int = 4) -> None:
+    def __init__(self, in_channels: int, out_features: int, hidden: int = 16, grid: int = 4) -> None:
         super().__init__()
+        self.in_channels = in_channels
         self.features = nn.Sequential(
-            nn.LazyConv2d(hidden, 3, stride=2, padding=1),
+            nn.Conv2d(in_channels, hidden, 3, stride=2, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, 2 * hidden, 3, stride=2, padding=1),
             nn.ReLU(inplace=True),
@@ -33,6 +37,7 @@ class ImageEncoder(nn.Module):
         self.head = nn.Linear(2 * hidden * grid * grid, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_channels(x, self.in_channels, type(self).__name__)
         return self.head(self.features(x))
 
 

@@ -142,6 +142,7 @@ class SymmetryCloning(SymmetricModel):
     # --- inference: the bare student ------------------------------------------------------------------
     def forward(self, x: Any) -> Any:
         """The student's prediction, untouched."""
+        self._check_input(x)
         return self.run_backbone(x)
 
     # --- stage one: cloning ---------------------------------------------------------------------------

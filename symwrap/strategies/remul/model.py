@@ -85,6 +85,7 @@ class Remul(SymmetricModel):
     # --- inference: the bare backbone ---------------------------------------------------------
     def forward(self, x: Any) -> Any:
         """The backbone's prediction, untouched: REMUL adds nothing at inference."""
+        self._check_input(x)
         return self.run_backbone(x)
 
     # --- training --------------------------------------------------------------------------------

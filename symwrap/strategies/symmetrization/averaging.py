@@ -4,17 +4,35 @@ Monte Carlo over Haar samples for an infinite one."""
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
+
+import torch
 
 from ...actions import group_copies
 from ...errors import ConfigError
+from ..approximation import warn_approximation
 from ..base import StrategyConfig, SymmetricModel
 from ..registry import register_strategy
+
+#: a Monte Carlo average whose standard error (over its copies) is above this fraction of its norm is reported
+#: with an :class:`~symwrap.errors.ApproximationWarning`; its equivariance error is then at least about √2 as large
+MONTE_CARLO_WARNING_THRESHOLD = 0.05
 
 
 @dataclasses.dataclass
 class AveragingConfig(StrategyConfig):
     """Group averaging.
+
+    Exact for finite groups of order up to ``max_exhaustive_order`` (every element is averaged over).
+    Otherwise (SO2, SO3, E3, ... and large finite groups) it is a Monte Carlo estimate over
+    ``num_samples`` Haar samples, only approximately equivariant: its error falls as
+    1/√num_samples, and slowly for a backbone far from invariant. The model measures the estimate's
+    standard error from the copies it already computed and warns
+    (:class:`~symwrap.errors.ApproximationWarning`, once per sample count) when it is above
+    ``MONTE_CARLO_WARNING_THRESHOLD`` (5%) of the estimate. For point sets, ``strategy="frames"`` is
+    exact at a cost of a few copies.
 
     Attributes:
         num_samples: Haar samples per input for infinite groups (and for finite
@@ -43,10 +61,16 @@ class GroupAveraging(SymmetricModel):
     """Averages the backbone over the group, all copies in one backbone call.
 
     ``wrap(backbone, group="C4", strategy="averaging", input="image", output="invariant")``
+
+    Exact over every element of a small finite group; a Monte Carlo estimate otherwise, which warns (once
+    per sample count) when its measured standard error is large (see :class:`AveragingConfig`).
     """
 
     config_class = AveragingConfig
     config: AveragingConfig
+    #: the sample counts the Monte Carlo warning was given for: once per model and count (training and
+    #: evaluation may use different ones)
+    _monte_carlo_warned: frozenset[int] = frozenset()
 
     def forward(self, x: Any) -> Any:
         self._check_input(x)
@@ -63,9 +87,53 @@ class GroupAveraging(SymmetricModel):
             generator=self.generator_for(probe.device),
         )
         y = self.run_backbone(self.input_action.act(group, group.inverse(g), x_rep))
-        return self.output_action.mean(self.output_action.act(group, g, y), k)
+        copies = self.output_action.act(group, g, y)
+        mean = self.output_action.mean(copies, k)
+        if k > 1 and k not in self._monte_carlo_warned and not self.is_exact(x):
+            self._warn_if_uncertain(copies, mean, k)
+        return mean
 
     def is_exact(self, x: Any) -> bool:
         """Exact when the group, bound to ``x``, is finite and small enough to average over every element."""
         bound = self.input_action.bind(self.group, x)
         return bound.is_finite and bound.order <= self.config.max_exhaustive_order
+
+    @torch.no_grad()
+    def monte_carlo_error(self, copies: Any, mean: Any, k: int) -> float:
+        """The standard error of the average of ``k`` sampled copies (copy-major, as the output action moved
+        them back), relative to the norm of the average, both over the whole batch: how far the estimate is
+        from the exact group average, measured from the copies alone (no extra backbone call)."""
+        second = self.output_action.mean(_squared(copies), k)
+        mean_flat = self.output_action.flatten(mean).double()
+        spread = (self.output_action.flatten(second).double() - mean_flat**2).clamp_min(0)
+        standard_error = math.sqrt(float(spread.sum()) / (k - 1))  # unbiased variance of the mean of k copies
+        norm = float(mean_flat.norm())
+        if standard_error == 0.0:
+            return 0.0
+        return standard_error / norm if norm > 0 else math.inf
+
+    def _warn_if_uncertain(self, copies: Any, mean: Any, k: int) -> None:
+        error = self.monte_carlo_error(copies, mean, k)
+        if not error > MONTE_CARLO_WARNING_THRESHOLD:
+            return
+        self._monte_carlo_warned = self._monte_carlo_warned | {k}
+        field = "num_samples_eval" if not self.training and self.config.num_samples_eval is not None else "num_samples"
+        estimate = ""
+        if math.isfinite(error):  # the norm of the mean shrinks towards the exact average's: a lower bound
+            needed = math.ceil(k * (error / MONTE_CARLO_WARNING_THRESHOLD) ** 2)
+            estimate = f"; it takes at least about {needed} to bring it under {MONTE_CARLO_WARNING_THRESHOLD}"
+        warn_approximation(
+            f"group averaging over {self.group.name} is a Monte Carlo estimate from {field}={k} sampled elements "
+            f"per input, and on this batch its standard error is {error:.2g} of its norm (warned above "
+            f"{MONTE_CARLO_WARNING_THRESHOLD}), so the model is far from equivariant. "
+            f"Raise {field} (the error falls as 1/sqrt({field}){estimate}), or use a strategy that is exact: "
+            "strategy='frames' for point sets, strategy='canonicalization' (its default canonicalizer is exact "
+            "for point sets and finite groups)."
+        )
+
+
+def _squared(y: Any) -> Any:
+    """``y * y``, field by field for dict outputs."""
+    if isinstance(y, Mapping):
+        return {key: _squared(value) for key, value in y.items()}
+    return y * y

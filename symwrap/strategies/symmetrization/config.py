@@ -15,6 +15,9 @@ GRADIENTS = ("straight_through", "none")
 class SymmetrizationConfig(StrategyConfig):
     """Probabilistic symmetrization (Kim et al., NeurIPS 2023, arXiv 2306.02866).
 
+    The model is equivariant in distribution: each of its k-sample estimates is only approximately
+    equivariant, closer as ``num_samples_eval`` grows (exactly, for rotations, with ``frame_noise_scale=0``).
+
     Attributes:
         num_samples_train: group elements sampled per input while training; all copies are one
             backbone call on a ``num_samples_train``-times bigger batch.
@@ -32,7 +35,10 @@ class SymmetrizationConfig(StrategyConfig):
         in_features: member features the permutation interface reads. Needed when the input's layout
             does not fix it (graphs with node features, scalar fields of any width) and the interface
             is trained; otherwise read from the action (points: d, adjacency: 2).
-        in_channels: image channels, for the C_n/D_n interface.
+        in_channels: image channels the C_n/D_n interface network is built for. ``None`` (the default) reads
+            them from the backbone at ``wrap()`` (its first ``nn.Conv2d``, or a Hugging Face
+            ``config.num_channels``) and records the number here; a backbone that does not tell (an MLP on
+            flattened pixels) needs it given. Not needed with ``interface_network=``.
         tau: SoftSort temperature of the permutation relaxation.
         sinkhorn_iterations: Sinkhorn iterations applied to the SoftSort matrix.
         temperature: softmax temperature of the C_n/D_n scores.
@@ -52,7 +58,7 @@ class SymmetrizationConfig(StrategyConfig):
     hidden: int = 64
     layers: int = 3
     in_features: int | None = None
-    in_channels: int = 3
+    in_channels: int | None = None
     tau: float = 0.1
     sinkhorn_iterations: int = 20
     temperature: float = 1.0
@@ -64,8 +70,9 @@ class SymmetrizationConfig(StrategyConfig):
         if self.gradient not in GRADIENTS:
             raise ConfigError(f"gradient must be one of {GRADIENTS}; got {self.gradient!r}")
         for name in ("num_samples_train", "num_samples_eval", "hidden", "layers", "in_channels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1; got {value}")
         for name in ("noise_scale", "frame_noise_scale", "penalty_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0; got {getattr(self, name)}")

@@ -10,14 +10,16 @@ members seen in it), finite planar groups on images (escnn scores and Gumbel noi
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...actions import Action
-from ...errors import ConfigError, IncompatibleGroupError
+from ...actions import Action, ImageAction
+from ...backbones.introspection import image_channels
+from ...errors import ConfigError, IncompatibleGroupError, ShapeError
 from ...groups import Element, Group
 from .config import SymmetrizationConfig
 
@@ -41,13 +43,19 @@ class PermutationInterface(nn.Module):
     Sinkhorn (straight-through), and the gap between the two is penalised.
     """
 
-    def __init__(self, config: SymmetrizationConfig, in_features: int | None = None) -> None:
+    def __init__(self, config: SymmetrizationConfig, in_features: int | None = None,
+                 input_spec: Any = "the input") -> None:
         super().__init__()
         self.config = config
-        self.network: nn.Module | None = None
         in_features = config.in_features if config.in_features is not None else in_features
-        if in_features is not None:
-            self.network = self._build(in_features)
+        if in_features is None:
+            raise ConfigError(
+                f"the permutation interface is built at wrap() for a fixed number of features per member, and "
+                f"input {input_spec!r} does not fix it (node features of a graph, scalar fields of any width): "
+                "pass in_features= (the width of what action.members(x) gives: the node features, or the "
+                "concatenated per-member fields), or your own interface_network="
+            )
+        self.network = self._build(in_features)
 
     def _build(self, in_features: int) -> nn.Module:
         from ...nn import GINInterface
@@ -65,15 +73,11 @@ class PermutationInterface(nn.Module):
         from ...nn import straight_through_permutation
 
         features, adjacency, mask = action.members(x)
-        if self.network is None:
-            if self.training and torch.is_grad_enabled():
-                # built now, its parameters would miss the optimizer made before this call
-                raise ConfigError(
-                    f"the permutation interface cannot tell from input {action.spec()!r} how many features each "
-                    f"member has (this batch has {features.shape[-1]}): pass in_features={features.shape[-1]} to "
-                    "wrap() so that its network exists before you build the optimizer"
-                )
-            self.network = self._build(features.shape[-1]).to(device=features.device, dtype=features.dtype)
+        if features.shape[-1] != self.network.in_features:
+            raise ShapeError(
+                f"the permutation interface was built for {self.network.in_features} features per member "
+                f"(in_features); input {action.spec()!r} gives {features.shape[-1]}"
+            )
         if noise is None:
             noise = self.network.sample_noise(features.shape[0], features.shape[1], generator=generator,
                                               device=features.device, dtype=features.dtype)
@@ -142,10 +146,11 @@ class ProductInterface(nn.Module):
     sample for ``x``.
     """
 
-    def __init__(self, group: Group, config: SymmetrizationConfig, in_features: int | None = None) -> None:
+    def __init__(self, group: Group, config: SymmetrizationConfig, in_features: int | None = None,
+                 input_spec: Any = "the input") -> None:
         super().__init__()
         self.rotation = RotationInterface(group, config)
-        self.permutation = PermutationInterface(config, in_features)
+        self.permutation = PermutationInterface(config, in_features, input_spec)
 
     def forward(self, action, group: Group, x: Any, generator: torch.Generator | None = None,
                 noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> Sample:
@@ -206,19 +211,54 @@ class FiniteInterface(nn.Module):
         return Sample(elements, weights=weights)
 
 
+def interface_kind(group: Group) -> str | None:
+    """Which default interface ``group`` gets, from what its elements are made of: ``"permutation"``,
+    ``"finite"`` (C_n/D_n scores), ``"rotation"``, ``"product"`` (rotations × permutations) or ``None``."""
+    if group.has_permutation and not group.has_linear and not group.has_translation:
+        return "permutation"
+    if group.is_finite and not group.has_permutation:
+        return "finite"
+    if group.has_linear and not group.has_permutation:
+        return "rotation"
+    if group.has_linear and group.has_permutation and group.dim == 3:
+        return "product"
+    return None
+
+
+def resolve_config(config: SymmetrizationConfig, group: Group, action: Action,
+                   backbone: nn.Module) -> SymmetrizationConfig:
+    """The model's own copy of ``config``, with the image channels of the C_n/D_n interface read from the
+    backbone when not given, so that ``save_pretrained`` records what was built."""
+    in_channels = config.in_channels
+    if in_channels is None and interface_kind(group) == "finite" and isinstance(action, ImageAction):
+        in_channels = image_channels(backbone)
+        if in_channels is None:
+            raise ConfigError(
+                f"the default {group.name} interface network (an escnn CNN) is built at wrap() for a fixed number "
+                f"of image channels, and the backbone {type(backbone).__name__} does not tell it (it has no "
+                "nn.Conv2d and no config.num_channels): pass in_channels= (3 for RGB images, 1 for grey ones), "
+                "or your own interface_network="
+            )
+    return dataclasses.replace(config, in_channels=in_channels)
+
+
 def build_interface(group: Group, config: SymmetrizationConfig, action: Action) -> nn.Module:
     """The interface network for ``group``, from what its elements are made of; ``action`` tells the
     permutation interface how many features each member has, where the layout fixes it."""
     in_features = action.member_feature_count(group)
-    if group.has_permutation and not group.has_linear and not group.has_translation:
-        return PermutationInterface(config, in_features)
-    if group.is_finite and not group.has_permutation:
+    kind = interface_kind(group)
+    if kind == "permutation":
+        return PermutationInterface(config, in_features, action.spec())
+    if kind == "finite" and isinstance(action, ImageAction):
+        if config.in_channels is None:
+            raise ConfigError(f"the default {group.name} interface needs in_channels=; got None")
         return FiniteInterface(group, config)
-    if group.has_linear and not group.has_permutation:
+    if kind == "rotation":
         return RotationInterface(group, config)
-    if group.has_linear and group.has_permutation and group.dim == 3:
-        return ProductInterface(group, config, in_features)
+    if kind == "product":
+        return ProductInterface(group, config, in_features, action.spec())
     raise IncompatibleGroupError(
-        f"there is no default interface network for {group.name}; pass interface_network= "
+        f"there is no default interface network for {group.name} on {action.spec()!r} inputs (the C_n/D_n "
+        "interface scores images; rotations need 3-D points); pass interface_network= "
         "(a module mapping (action, group, x, generator) to a Sample)"
     )

@@ -15,7 +15,7 @@ from ...groups import Group
 from ..base import SymmetricModel
 from ..registry import register_strategy
 from .config import SymmetrizationConfig
-from .interfaces import Sample, build_interface, rigid_part
+from .interfaces import Sample, build_interface, resolve_config, rigid_part
 
 
 @register_strategy("symmetrization")
@@ -38,6 +38,7 @@ class ProbabilisticSymmetrization(SymmetricModel):
                  config: SymmetrizationConfig, interface_network: nn.Module | None = None) -> None:
         super().__init__(backbone, group, input_action, output_action, config)
         if interface_network is None:
+            self.config = config = resolve_config(config, group, input_action, self.backbone)
             interface_network = build_interface(group, config, input_action)
         self.interface = interface_network
         self._last_gap: torch.Tensor | None = None
