@@ -20,8 +20,11 @@ def _share_the_cores_between_xdist_workers() -> None:
 
 _share_the_cores_between_xdist_workers()
 
+# derandomized: the examples are a fixed function of each test, so a red CI run is reproducible;
+# SYMWRAP_HYPOTHESIS_RANDOM=1 draws new examples on every run (for a longer hunt, with SYMWRAP_EXAMPLES)
 settings.register_profile(
     "symwrap", deadline=None, max_examples=int(os.environ.get("SYMWRAP_EXAMPLES", "25")),
+    derandomize=os.environ.get("SYMWRAP_HYPOTHESIS_RANDOM", "") != "1",
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("symwrap")
