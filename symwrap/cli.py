@@ -87,13 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", default="outputs", help="where the plot and the JSON results go (default: %(default)s)"
     )
     demo.add_argument(
-        "--train-seconds", type=float, default=60.0, help="wall-clock training budget in seconds (default: %(default)s)"
+        "--train-steps", type=int, default=None,
+        help="optimizer steps of the ViT's training on upright digits (default: 600)",
     )
     demo.add_argument(
-        "--finetune-seconds",
-        type=float,
-        default=40.0,
-        help="budget for fine-tuning a copy through the C4 wrapper, in seconds (default: %(default)s)",
+        "--finetune-steps", type=int, default=None,
+        help="optimizer steps of fine-tuning a copy through the C4 wrapper (default: 150)",
     )
     demo.add_argument(
         "--seed", type=int, default=0, help="seed of the split, the weights and the batches (default: %(default)s)"
@@ -189,11 +188,10 @@ def error_line(error: BaseException) -> str:
 
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Option values argparse cannot check by itself (exits with status 2, like argparse)."""
-    if args.command == "demo" and not (args.train_seconds > 0 and args.finetune_seconds > 0):
-        parser.error(
-            "--train-seconds and --finetune-seconds must be positive; "
-            f"got {args.train_seconds} and {args.finetune_seconds}"
-        )
+    if args.command == "demo":
+        for option, value in (("--train-steps", args.train_steps), ("--finetune-steps", args.finetune_steps)):
+            if value is not None and value < 1:
+                parser.error(f"{option} must be a positive integer; got {value}")
     if args.command == "eval":
         for option, value, low in (("--angles", args.angles, 0), ("--max-elements", args.max_elements, 1),
                                    ("--batch-size", args.batch_size, 1)):
@@ -204,14 +202,14 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 def _run(args: argparse.Namespace) -> None:
     """Run the command ``args`` names."""
     if args.command == "demo":
-        from .demo import run_demo
+        from .demo import FINETUNE_STEPS, TRAIN_STEPS, run_demo
         from .experiment import check_device
 
         check_device(args.device, "--device")
         _writable_folder(args.output_dir, "--output-dir")
         run_demo(
-            args.output_dir, args.train_seconds, args.seed, args.device,
-            finetune_seconds=args.finetune_seconds, progress=not args.no_progress,
+            args.output_dir, args.train_steps or TRAIN_STEPS, args.seed, args.device,
+            finetune_steps=args.finetune_steps or FINETUNE_STEPS, progress=not args.no_progress,
         )
     elif args.command == "groups":
         print(format_registry())

@@ -11,7 +11,7 @@ turns (30°, 45°, 135°) are not in C4 and show what the wrapper does not promi
 Run it with ``symwrap demo`` (or ``python -m symwrap demo``), or from Python::
 
     from symwrap.demo import run_demo
-    results = run_demo(output_dir="outputs", train_seconds=60)
+    results = run_demo(output_dir="outputs", train_steps=600, finetune_steps=150)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import MissingDependencyError
+from .errors import ConfigError, MissingDependencyError
 
 #: test rotations in degrees; the multiples of 90° are the elements of C4
 DEFAULT_ANGLES: tuple[int, ...] = (0, 30, 45, 90, 135, 180, 270)
@@ -45,6 +45,9 @@ VIT_CONFIG: dict[str, Any] = {
     "mlp_ratio": 2.0,
 }
 
+#: optimizer steps (batches of 64 digits) of the ViT's training, and of fine-tuning it through the C4 wrapper
+TRAIN_STEPS = 600
+FINETUNE_STEPS = 150
 PLOT_FILE = "demo_accuracy_vs_angle.png"
 RESULTS_FILE = "demo_results.json"
 _MODELS = ("bare", "wrapped", "finetuned")
@@ -80,7 +83,7 @@ def build_vit(**overrides: Any) -> nn.Module:
 
 
 def _learning_rate_scale(progress: float, warmup: float = 0.1, floor: float = 0.02) -> float:
-    """Linear warm-up then cosine decay, as a function of the fraction of the time budget spent."""
+    """Linear warm-up then cosine decay, as a function of the fraction of the steps taken."""
     progress = min(max(progress, 0.0), 1.0)
     scale = min(progress / warmup, 1.0) * 0.5 * (1.0 + math.cos(math.pi * progress))
     return max(scale, floor)
@@ -90,7 +93,7 @@ def train_classifier(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    seconds: float,
+    steps: int,
     *,
     batch_size: int = 64,
     lr: float = 3e-3,
@@ -98,44 +101,40 @@ def train_classifier(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Train ``model`` with AdamW and cross-entropy for about ``seconds`` of wall-clock time.
+    """Train ``model`` with AdamW and cross-entropy for ``steps`` optimizer steps.
 
-    Training stops at the first step that finds the budget spent, but never before one
-    full epoch. The learning rate follows the time spent rather than the step count, so
-    the schedule fits the budget whatever the machine's speed.
+    The batches are reshuffled every epoch by a generator seeded with ``seed``, and the learning rate
+    warms up then decays over the steps, so the same call trains the same model on an idle or a loaded
+    machine.
 
     Returns:
         ``{"seconds": ..., "epochs": ..., "steps": ..., "final_loss": ...}``; ``epochs`` counts partial ones.
     """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"steps must be a positive integer; got {steps!r}")
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     shuffle = torch.Generator().manual_seed(seed)
     batches_per_epoch = math.ceil(len(y) / batch_size)
     model.train()
     start = time.perf_counter()
-    steps, epoch, loss_value, done = 0, 0, float("nan"), False
-    while not done:
-        order = torch.randperm(len(y), generator=shuffle)
-        bar = tqdm(range(batches_per_epoch), desc=f"train epoch {epoch + 1}", unit="step", disable=not progress)
-        for batch in bar:
-            elapsed = time.perf_counter() - start
-            if epoch > 0 and elapsed >= seconds:
-                done = True
-                break
+    loss_value = float("nan")
+    order = torch.randperm(len(y), generator=shuffle)
+    with tqdm(total=steps, desc="training", unit="step", disable=not progress) as bar:
+        for step in range(steps):
+            batch = step % batches_per_epoch
+            if batch == 0 and step > 0:
+                order = torch.randperm(len(y), generator=shuffle)
             for group in optimizer.param_groups:
-                group["lr"] = lr * _learning_rate_scale(elapsed / max(seconds, 1e-9))
+                group["lr"] = lr * _learning_rate_scale(step / steps)
             index = order[batch * batch_size : (batch + 1) * batch_size]
             loss = F.cross_entropy(model(x[index].to(device)), y[index].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            steps += 1
             loss_value = loss.item()
-            bar.set_postfix(loss=f"{loss_value:.3f}", elapsed=f"{elapsed:.0f}/{seconds:.0f}s")
-        bar.close()
-        epoch += 1
-        if time.perf_counter() - start >= seconds:
-            done = True
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+            bar.update()
     model.eval()
     return {
         "seconds": time.perf_counter() - start,
@@ -265,11 +264,11 @@ def save_plot(results: dict[str, Any], path: str | Path) -> Path:
 
 def run_demo(
     output_dir: str | Path = "outputs",
-    train_seconds: float = 60.0,
+    train_steps: int = TRAIN_STEPS,
     seed: int = 0,
     device: str | torch.device = "cpu",
     *,
-    finetune_seconds: float = 40.0,
+    finetune_steps: int = FINETUNE_STEPS,
     angles: tuple[int, ...] = DEFAULT_ANGLES,
     n_symmetry: int = 500,
     progress: bool = True,
@@ -280,9 +279,9 @@ def run_demo(
     Args:
         output_dir: where the plot (``demo_accuracy_vs_angle.png``) and the results
             (``demo_results.json``) are written.
-        train_seconds: wall-clock training budget (at least one epoch is always run).
-        finetune_seconds: budget for fine-tuning a copy of the ViT through the C4 wrapper,
-            on the same upright digits (at least one epoch).
+        train_steps: optimizer steps of the ViT's training on upright digits (batches of 64).
+        finetune_steps: optimizer steps of fine-tuning a copy of the ViT through the C4 wrapper, on
+            the same upright digits.
         seed: seeds the train/test split, the initial weights and the batch order.
         device: where the model runs (``"cpu"``, ``"cuda"``, ...).
         angles: test rotations in degrees.
@@ -305,13 +304,13 @@ def run_demo(
 
     torch.manual_seed(seed)
     vit = build_vit().to(device)
-    training = train_classifier(vit, x_train, y_train, train_seconds, seed=seed, progress=progress)
+    training = train_classifier(vit, x_train, y_train, train_steps, seed=seed, progress=progress)
     vit.eval()
     wrapped = wrap(vit, group="C4", strategy="averaging", input="image", output="invariant").to(device)
     wrapped.eval()
     finetuned = wrap(copy.deepcopy(vit), group="C4", strategy="averaging", input="image", output="invariant")
     finetuning = train_classifier(
-        finetuned.to(device), x_train, y_train, finetune_seconds, lr=1e-3, seed=seed + 1, progress=progress
+        finetuned.to(device), x_train, y_train, finetune_steps, lr=1e-3, seed=seed + 1, progress=progress
     )
     models = {"bare": vit, "wrapped": wrapped, "finetuned": finetuned.eval()}
 
@@ -332,7 +331,6 @@ def run_demo(
         "training": training,
         "finetuning": finetuning,
         "train_seconds": training["seconds"],
-        "train_budget_seconds": float(train_seconds),
         "n_train": len(y_train),
         "n_test": len(y_test),
         "n_symmetry": len(subset),

@@ -17,7 +17,7 @@ def principal_axes(
             variance first (signs arbitrary);
         centroids (B, d);
         degenerate (B,): samples with two eigenvalues closer than ``degenerate_tol`` times
-            the largest (or all zero), whose axes are not unique. Their axes are the
+            the largest (or all zero, or not finite), whose axes are not unique. Their axes are the
             coordinate axes, and gradients through them are zero rather than NaN.
     """
     _check_point_sets(points)
@@ -26,8 +26,9 @@ def principal_axes(
     centroid = work.mean(dim=1)
     centred = work - centroid.unsqueeze(1)
     covariance = centred.transpose(1, 2) @ centred / points.shape[1]
-    with torch.no_grad():
-        spectrum = torch.linalg.eigvalsh(covariance).flip(-1)
+    with torch.no_grad():  # a non-finite covariance (NaN or inf points, given with validate=False) counts as zero
+        finite = torch.isfinite(covariance).all(dim=(1, 2))[:, None, None]
+        spectrum = torch.linalg.eigvalsh(torch.where(finite, covariance, 0.0)).flip(-1)
         scale = spectrum[:, :1].clamp_min(torch.finfo(torch.float64).tiny)
         gaps = (spectrum[:, :-1] - spectrum[:, 1:]) / scale
         degenerate = (gaps <= degenerate_tol).any(dim=1) | (spectrum[:, 0] <= 0)

@@ -17,6 +17,10 @@ def test_quick_canonicalization_benchmark_prints_and_writes_its_tables(tmp_path,
         (b, g, c) for b in ("vit", "cnn") for g in ("C4", "C8") for c in ("equivariant", "contrastive")
     }
     assert all(r["ratio"] > 0 and r["bare_ms"] > 0 for r in rows)
+    # the claim of the table: every canonicalized model is exactly invariant to quarter turns, while the bare
+    # backbones are not (measured in the same run)
+    assert all(r["c4_invariance_error"] <= 1e-5 for r in rows), [r["c4_invariance_error"] for r in rows]
+    assert "c4_invariance_error" in out
     assert json.loads((tmp_path / "canonicalization.json").read_text())["rows"][0]["backbone"] == "vit"
     assert (tmp_path / "canonicalization.csv").read_text().startswith("backbone,group,canonicalizer")
 
@@ -104,9 +108,9 @@ def test_quick_cloning_benchmark_table_and_cloning_lowers_the_equivariance_error
         assert len({r["E_before_cloning"] for r in students}) == 1  # one initialisation for every student
         assert len({r["C_before_cloning"] for r in students}) == 1
         for kind in kinds:
-            keep, drift = row[cloned_method(kind, "keep")], row[cloned_method(kind, "break")]
-            assert keep["E_after_cloning"] == drift["E_after_cloning"]
-            assert keep["C_after_cloning"] == drift["C_after_cloning"] > 0
+            # cloning moves the student towards the teacher's symmetry: its centred error falls
+            keep = row[cloned_method(kind, "keep")]
+            assert 0 < keep["C_after_cloning"] < keep["C_before_cloning"] / 2, (task, kind)
         assert row["scratch"]["E_after_cloning"] is None and row["scratch"]["clone_s"] is None
         assert row["scratch"]["C_after_cloning"] is None
         assert all(r["train_s"] > 0 for r in row.values())

@@ -3,6 +3,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import symwrap
@@ -76,6 +77,18 @@ def test_degenerate_point_sets_give_finite_outputs_and_gradients(canonicalizer):
     terms["total"].backward()
     assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert not model.is_exact(x.detach())  # no canonicalizer has an equivariant frame for these
+    # a degenerate set in the batch does not spoil the others: the generic sets stay exactly equivariant
+    generic = torch.randn(4, 8, 3, dtype=torch.float64) * torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)
+    mixed = torch.cat([x.detach().double(), generic])
+    model.double().eval()
+    if canonicalizer == "contrastive":
+        return  # a regressed frame promises nothing
+    assert model.is_exact(generic) and not model.is_exact(mixed)
+    rotation = symwrap.get_group("SO3").sample(7, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        moved, expected = model(mixed @ rotation.transpose(1, 2)), (rotation @ model(mixed).unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(moved[3:], expected[3:], atol=1e-10, rtol=1e-10)
 
 
 @pytest.mark.parametrize("gradient", ["straight_through", "gumbel"])
@@ -479,3 +492,304 @@ def test_an_equivariant_regressed_frame_does_not_warn():
         warnings.simplefilter("error", ApproximationWarning)
         model.eval()(x)
     assert model._frame_checked and model.equivariance_error(x, n=4) <= 1e-5
+
+
+# --- the training terms, computed by hand on tiny inputs -----------------------------------------------------
+def _flat_embedding(pixels=16, dim=4):
+    """A non-equivariant embedding of 1 x 4 x 4 images (seeded by the autouse fixture)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(pixels, dim))
+
+
+def _tiny_image_model(**config):
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    return symwrap.wrap(backbone, group="C4", strategy="canonicalization", input="image", output="invariant",
+                        canonicalizer_network=_flat_embedding(), embedding_dim=4, **config)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_finite_group_terms_are_the_prior_cross_entropy_and_the_mean_off_diagonal_cosine(train):
+    """prior = w_p · CE(scores / T, identity); contrastive = w_c · mean |cos| over pairs of distinct copies;
+    scores = 10 · cos(embedding of copy, reference). Both are blind to the order of the copies, so the four
+    quarter turns of each image can be made with torch.rot90 here."""
+    model = _tiny_image_model(prior_weight=0.7, contrastive_weight=0.3, temperature=2.0).train(train)
+    x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        terms = model.auxiliary_loss(x)
+        network, reference = model.canonicalizer.network, model.canonicalizer.reference[0]
+        embeddings = torch.stack([network(torch.rot90(x, k, dims=(-2, -1))) for k in range(4)], dim=1)  # (B, 4, D)
+        logits = 10 * F.cosine_similarity(embeddings, reference, dim=-1) / 2.0
+        prior = (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()  # copy 0 is x itself: the identity
+        unit = F.normalize(embeddings, dim=-1)
+        cosines = (unit @ unit.transpose(1, 2)).abs()
+        contrastive = (cosines.sum((1, 2)) - cosines.diagonal(dim1=1, dim2=2).sum(1)).mean() / 12
+    assert set(terms) == {"prior", "contrastive"}
+    torch.testing.assert_close(terms["prior"], 0.7 * prior)
+    torch.testing.assert_close(terms["contrastive"], 0.3 * contrastive)
+    torch.testing.assert_close(model._last["logits"].sort(dim=1).values, logits.sort(dim=1).values)
+    y = torch.tensor([0, 2, 1])
+    loss = model.loss(model(x), y, x)
+    torch.testing.assert_close(loss["total"], loss["task"] + loss["prior"] + loss["contrastive"])
+
+
+def test_zero_weights_leave_their_terms_out():
+    x = torch.randn(2, 1, 4, 4)
+    assert set(_tiny_image_model(prior_weight=0.0).auxiliary_loss(x)) == {"contrastive"}
+    assert set(_tiny_image_model(contrastive_weight=0.0).auxiliary_loss(x)) == {"prior"}
+    model = _tiny_image_model(prior_weight=0.0, contrastive_weight=0.0)
+    assert model.auxiliary_loss(x) == {}
+    with pytest.raises(ConfigError, match="nothing to train: prior_weight and contrastive_weight are 0"):
+        model.canonicalizer_loss(x)
+
+
+def test_frame_prior_is_the_squared_distance_of_the_frame_to_the_identity():
+    model = symwrap.wrap(point_mlp(), group="SO3", strategy="canonicalization", input="points", output="vector",
+                         canonicalizer="pca", prior_weight=0.5)
+    x = torch.randn(4, 8, 3, dtype=torch.float64) * torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)
+    model.double()
+    frames = model.canonicalizer(x)
+    expected = 0.5 * ((frames - torch.eye(3, dtype=torch.float64)) ** 2).sum((1, 2)).mean()
+    terms = model.auxiliary_loss(x)
+    assert set(terms) == {"prior"}  # PCA frames are not learned: no regression term
+    torch.testing.assert_close(terms["prior"], expected)
+    assert float(expected) > 0.1
+
+
+def test_frame_regression_term_is_the_squared_error_of_the_moved_frame():
+    """contrastive = w_c · mean_b ‖F(h·x) − h·F(x)‖² for one h per input (drawn from the global generator)."""
+    network = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+    model = _auto_model("SO2", "points", "vector", 2, canonicalizer="contrastive", canonicalizer_network=network,
+                        prior_weight=0.0, contrastive_weight=0.25)
+    x = torch.randn(5, 8, 2)
+    model.train()(x)
+    torch.manual_seed(11)
+    terms = model.auxiliary_loss(x)
+    torch.manual_seed(11)
+    h = symwrap.get_group("SO2").sample(5)
+    with torch.no_grad():
+        frame, moved = model.canonicalizer(x), model.canonicalizer(x @ h.transpose(1, 2))
+    assert set(terms) == {"contrastive"}
+    torch.testing.assert_close(terms["contrastive"], 0.25 * ((moved - h @ frame) ** 2).sum((1, 2)).mean())
+    assert float(terms["contrastive"].detach()) > 0.1
+    # an exactly equivariant frame network pays nothing
+    exact = _auto_model("SO2", "points", "vector", 2, canonicalizer="contrastive",
+                        canonicalizer_network=RelativePositions(), prior_weight=0.0)
+    assert float(exact.auxiliary_loss(x)["contrastive"].detach()) < 1e-10
+
+
+# --- how gradients cross the discrete choice -----------------------------------------------------------------
+@pytest.mark.parametrize("gradient", ["straight_through", "gumbel", "none"])
+def test_which_parameters_the_task_loss_reaches(gradient):
+    """straight_through and gumbel carry the task gradient to the canonicalizer through the softmax of the
+    scores; "none" stops it at the hard choice, so only the backbone learns from the task."""
+    model = _tiny_image_model(gradient=gradient, prior_weight=0.0, contrastive_weight=0.0).train()
+    x, y = torch.randn(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    model.loss(model(x), y, x)["total"].backward()
+    canonicalizer = [p.grad for p in model.canonicalizer.parameters()]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+    if gradient == "none":
+        assert all(g is None for g in canonicalizer)
+    else:
+        assert all(g is not None for g in canonicalizer) and sum(g.abs().sum() for g in canonicalizer) > 0
+
+
+@pytest.mark.parametrize("gradient", ["straight_through", "none"])
+def test_training_forward_is_the_hard_choice(gradient):
+    """Straight-through weights are one-hot in value: in training the backbone sees exactly the chosen copy,
+    as in evaluation, and the training output is exactly invariant too."""
+    model = _tiny_image_model(gradient=gradient)
+    x = torch.randn(6, 1, 4, 4)
+    with torch.no_grad():
+        evaluated = model.eval()(x)
+        trained = model.train()(x)
+    torch.testing.assert_close(trained, evaluated, atol=1e-6, rtol=1e-6)
+    turned = torch.rot90(x, 1, dims=(-2, -1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(turned), trained, atol=1e-6, rtol=1e-6)
+
+
+def test_gumbel_samples_the_choice_in_training_and_takes_the_arg_max_in_evaluation():
+    model = _tiny_image_model(gradient="gumbel", temperature=100.0)  # nearly flat scores: Gumbel noise decides
+    x = torch.randn(64, 1, 4, 4)
+    with torch.no_grad():
+        model.eval()(x)
+        arg_max = model._last["logits"].argmax(dim=1)
+        assert torch.equal(model._last["index"], arg_max)
+        model.train()(x)
+    sampled = model._last["index"]
+    assert (sampled != arg_max).float().mean() > 0.3
+    assert set(sampled.tolist()) == {0, 1, 2, 3}
+
+
+# --- what the model promises, and what it refuses --------------------------------------------------------------
+def test_is_exact_only_where_the_choice_and_the_moves_are_exact():
+    images = torch.randn(2, 1, 13, 13)
+    assert _auto_model("C4", "image", "invariant", None).is_exact(images)
+    assert not _auto_model("C8", "image", "invariant", None).is_exact(images)  # 45° turns are interpolated
+    assert not _auto_model("O2", "image", "invariant", None).is_exact(images)  # a regressed frame
+    points = torch.randn(3, 8, 3)
+    pca = _auto_model("SO3", "points", "vector", 3, canonicalizer="pca")
+    assert pca.is_exact(points)
+    square = torch.zeros(3, 8, 3)
+    square[:, :4, :2] = torch.tensor([[1.0, 0], [0, 1], [-1, 0], [0, -1]])  # equal principal axes
+    assert not pca.is_exact(square)
+    assert not _auto_model("SO3", "points", "vector", 3, canonicalizer="contrastive").is_exact(points)
+
+
+def test_identity_metric_of_frames_counts_the_frames_near_the_identity():
+    """PCA frames of sets put in their own frame are the identity; a turned set is not, unless the tolerance is
+    wider than its distance to the identity."""
+    model = _auto_model("SO3", "points", "vector", 3, canonicalizer="pca").double()
+    stretched = torch.randn(8, 8, 3, dtype=torch.float64) * torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)
+    upright = stretched @ model.canonicalizer(stretched)
+    assert model.identity_metric(upright) == 1.0
+    angle = torch.tensor(0.3, dtype=torch.float64)
+    turn = torch.tensor([[1.0, 0, 0], [0, angle.cos(), -angle.sin()], [0, angle.sin(), angle.cos()]],
+                        dtype=torch.float64)
+    turned = torch.cat([upright[:4], upright[4:] @ turn.T])  # half the sets turned by 0.3 rad: ‖R − I‖ = 0.42
+    assert model.identity_metric(turned) == 0.5
+    assert model.identity_metric(turned, tolerance=0.5) == 1.0
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("prior_weight", -0.1, "prior_weight must be >= 0; got -0.1"),
+    ("contrastive_weight", -1.0, "contrastive_weight must be >= 0; got -1.0"),
+    ("artifact_weight", -2.0, "artifact_weight must be >= 0; got -2.0"),
+    ("temperature", 0.0, "temperature must be > 0; got 0.0"),
+    ("canonicalizer_input_size", 3, "canonicalizer_input_size must be >= 4 pixels; got 3"),
+    ("embedding_dim", 0, "embedding_dim must be >= 1; got 0"),
+    ("hidden", 0, "hidden must be >= 1; got 0"),
+    ("in_channels", 0, "in_channels must be >= 1; got 0"),
+])
+def test_config_values_are_checked(field, value, message):
+    from symwrap.strategies.canonicalization import CanonicalizationConfig
+
+    with pytest.raises(ConfigError, match=message):
+        CanonicalizationConfig(**{field: value})
+    edge = {"prior_weight": 0.0, "contrastive_weight": 0.0, "artifact_weight": 0.0, "temperature": 1e-3,
+            "canonicalizer_input_size": 4, "embedding_dim": 1, "hidden": 1, "in_channels": 1}[field]
+    assert getattr(CanonicalizationConfig(**{field: edge}), field) == edge  # the smallest allowed value
+
+
+def test_misuses_raise_errors_that_say_what_to_do():
+    from symwrap.errors import IncompatibleGroupError
+
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(24, 3))
+    wrap = symwrap.wrap
+    with pytest.raises(IncompatibleGroupError, match="needs rotations to build frames from; got T3"):
+        wrap(mlp, group="T3", strategy="canonicalization", input="points", output="point")
+    with pytest.raises(ConfigError, match="canonicalizer_input_size resizes images"):
+        wrap(mlp, group="SO3", strategy="canonicalization", input="points", output="vector",
+             canonicalizer_input_size=8)
+    with pytest.raises(ConfigError, match="no default equivariant canonicalizer for 'points' under C4"):
+        wrap(mlp, group="C4", strategy="canonicalization", input="points", output="vector",
+             canonicalizer="equivariant")
+    with pytest.raises(ConfigError, match="no default contrastive network for S on this input"):
+        wrap(mlp, group="S", strategy="canonicalization", input="set", output="invariant")
+    with pytest.raises(ConfigError, match="O2 has reflections.*canonicalizer='contrastive'"):
+        wrap(small_cnn(), group="O2", strategy="canonicalization", input="image", canonicalizer="equivariant")
+    with pytest.raises(ConfigError, match="'pca' canonicalizer is for point sets"):
+        wrap(small_cnn(), group="SO2", strategy="canonicalization", input="image", canonicalizer="pca")
+    model = wrap(nn.Linear(3, 3), group="SO3", strategy="canonicalization", input="vector", output="vector",
+                 canonicalizer="pca")
+    with pytest.raises(ConfigError, match="builds a frame from point positions or an image; input 'vector'"):
+        model(torch.randn(2, 3))
+    network = nn.Sequential(nn.Flatten(), nn.Linear(24, 32))
+    model = wrap(mlp, group="S", strategy="canonicalization", input="points", output="vector",
+                 canonicalizer_network=network)  # 8! orderings
+    with pytest.raises(IncompatibleGroupError, match="S has more than 1024 elements for this input"):
+        model(torch.randn(2, 8, 3))
+    bad = wrap(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), group="C4", strategy="canonicalization",
+               input="points", output="vector", canonicalizer_network=nn.Sequential(nn.Flatten(), nn.Linear(16, 5)))
+    with pytest.raises(ShapeError, match=r"must return \(N, 32\) embeddings \(embedding_dim=32\); got \(8, 5\)"):
+        bad(torch.randn(2, 8, 2))
+
+
+# --- the canonicalizers themselves ---------------------------------------------------------------------------
+def test_planar_frames_by_hand():
+    """u = first vector normalised, w = u turned by 90°; without ``special`` w points to the second vector's side."""
+    from symwrap.strategies.canonicalization.canonicalizers import orthonormal_frame
+
+    vectors = torch.tensor([[[3.0, 1.0], [4.0, -1.0]],  # columns: first (3, 4), second (1, -1)
+                            [[0.0, 1.0], [0.0, 1.0]]])  # a vanishing first vector: the fallback u = (1, 0)
+    special = orthonormal_frame(vectors, special=True)
+    torch.testing.assert_close(special[0], torch.tensor([[0.6, -0.8], [0.8, 0.6]]))
+    torch.testing.assert_close(special[1], torch.eye(2))
+    free = orthonormal_frame(vectors, special=False)
+    torch.testing.assert_close(free[0], torch.tensor([[0.6, 0.8], [0.8, -0.6]]))  # second · w < 0: w flipped
+    torch.testing.assert_close(free[1], torch.eye(2))  # second · w = 1 > 0: kept
+    assert torch.isfinite(orthonormal_frame(torch.zeros(1, 2, 2), special=False)).all()
+
+
+@pytest.mark.parametrize("special", [True, False])
+def test_pca_frames_turn_with_the_points_and_fix_their_signs(special):
+    from symwrap.strategies.canonicalization.canonicalizers import PCAFrame
+
+    generator = torch.Generator().manual_seed(0)
+    points = torch.randn(6, 10, 3, generator=generator, dtype=torch.float64) * torch.tensor(
+        [3.0, 2.0, 1.0], dtype=torch.float64) + 5.0
+    group = symwrap.get_group("SO3" if special else "O3")
+    rotation = group.sample(6, generator=generator, dtype=torch.float64)
+    frame = PCAFrame(special)(points)
+    identity = torch.eye(3, dtype=torch.float64).expand(6, 3, 3)
+    torch.testing.assert_close(frame.transpose(1, 2) @ frame, identity)
+    determinant = torch.linalg.det(frame)
+    assert (determinant > 0).all() if special else (determinant < 0).any()
+    moved = PCAFrame(special)(points @ rotation.transpose(1, 2) + torch.randn(6, 1, 3, dtype=torch.float64))
+    torch.testing.assert_close(moved, rotation @ frame, atol=1e-10, rtol=1e-10)
+    centred = points - points.mean(1, keepdim=True)
+    moments = ((centred @ frame) ** 3).sum(1)
+    assert (moments[:, :2] > 0).all()  # the signs make the third moments positive (the last axis: handedness)
+    if not special:
+        assert (moments > 0).all()
+    assert PCAFrame(special)(points.float()).dtype == torch.float32
+
+
+def test_contrastive_scores_are_the_scaled_cosine_with_the_reference():
+    from symwrap.strategies.canonicalization.canonicalizers import ContrastiveScorer
+
+    scorer = ContrastiveScorer(nn.Identity(), embedding_dim=2, scale=3.0)
+    with torch.no_grad():
+        scorer.reference.copy_(torch.tensor([[1.0, 0.0]]))
+    copies = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, 1.0], [3.0, 3.0]])  # k = 2 copies of 2 inputs
+    scores, embeddings = scorer(None, copies, 2)
+    half = 2**-0.5
+    torch.testing.assert_close(scores, torch.tensor([[3.0, -3 * half], [0.0, 3 * half]]))
+    assert torch.equal(embeddings[:, 0], copies[:2]) and torch.equal(embeddings[:, 1], copies[2:])
+
+
+def test_vector_neuron_frames_say_when_they_are_degenerate():
+    from symwrap.strategies.canonicalization.canonicalizers import VectorNeuronFrame
+
+    generic = torch.randn(4, 12, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for special in (True, False):
+        frame = VectorNeuronFrame(special, hidden=8).double()
+        if special:  # (an untrained O(3) frame leaves the handedness of a few random sets undecided)
+            assert not frame.degenerate(generic).any()
+        line = torch.zeros(1, 12, 3, dtype=torch.float64)
+        line[0, :, 0] = torch.linspace(-1, 1, 12, dtype=torch.float64)  # symmetric about its centre
+        assert frame.degenerate(line).all()
+        assert frame(generic).dtype == torch.float64
+        torch.testing.assert_close(frame(generic).transpose(1, 2) @ frame(generic),
+                                   torch.eye(3, dtype=torch.float64).expand(4, 3, 3))
+
+
+def test_pca_promises_exactness_only_where_the_signs_of_its_axes_are_determined():
+    """The third moments fix the signs of the principal axes. A box's corners have none (distinct variances, but
+    symmetric about every principal plane), so the model must not promise exactness there, and is indeed far from
+    equivariant; a set mirrored only across the plane of its two largest axes is fine for a rotation frame (the
+    last axis follows from the handedness) but not for an O(3) frame."""
+    import itertools
+
+    box = torch.tensor(list(itertools.product([-3.0, 3.0], [-2.0, 2.0], [-1.0, 1.0])), dtype=torch.float64)
+    planar = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * torch.tensor(
+        [3.0, 2.0], dtype=torch.float64)
+    mirrored = torch.cat([torch.cat([planar, torch.full((4, 1), 0.5, dtype=torch.float64)], 1),
+                          torch.cat([planar, torch.full((4, 1), -0.5, dtype=torch.float64)], 1)])
+    x = torch.stack([box, mirrored])
+    for group in ("SO3", "O3"):
+        model = _auto_model(group, "points", "vector", 3, canonicalizer="pca").double().eval()
+        assert model.canonicalizer.degenerate(x).tolist() == [True, group == "O3"]
+        assert not model.is_exact(x[:1]) and model.is_exact(x[1:]) == (group == "SO3")
+        assert equivariance_error(model, x[:1], group, input="points", output="vector", n=8) > 0.1
+        if group == "SO3":
+            assert equivariance_error(model, x[1:], group, input="points", output="vector", n=8) <= 1e-10

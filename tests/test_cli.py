@@ -371,7 +371,7 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(monkeypatc
 
 
 def test_usage_errors_keep_argparse_status_2(capsys):
-    for argv in (["nope"], ["train"], ["eval", "x", "--angles", "-1"], ["demo", "--train-seconds", "0"]):
+    for argv in (["nope"], ["train"], ["eval", "x", "--angles", "-1"], ["demo", "--train-steps", "0"]):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2

@@ -118,7 +118,7 @@ def test_quick_run_gives_the_table_and_exact_quarter_turn_invariance(tmp_path, c
         for key in ("equivariant", "contrastive"):
             row = next(row for row in rows if row["backbone"] == backbone and row["key"] == key)
             # quarter turns move whole pixels and both canonicalizers are exactly equivariant to them
-            assert row["c4_invariance_error"] <= 1e-4 and row["c4_invariance_error"] < bare["c4_invariance_error"] / 100
+            assert row["c4_invariance_error"] <= 1e-5 and row["c4_invariance_error"] < bare["c4_invariance_error"] / 100
             assert row["c8_invariance_error"] < bare["c8_invariance_error"]
             for angle in (90, 180, 270):  # the same predictions, up to a rounding tie on one image
                 assert abs(row["accuracy_by_rotation"][angle] - row["upright_accuracy"]) <= 1 / n_test + 1e-12

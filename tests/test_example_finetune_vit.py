@@ -66,8 +66,14 @@ def test_quick_run_prints_the_table_and_writes_the_json(backbone, tmp_path, caps
     # so the canonicalized ViT gives the same predictions on turned digits (up to a rounding tie)
     canonicalized = by_key["canonicalization"]
     assert abs(canonicalized["rotated_accuracy"] - canonicalized["upright_accuracy"]) <= 1 / n_test + 1e-12
-    # (probabilistic symmetrization is invariant in distribution only: its sampled estimate is not exact,
-    # and REMUL and cloning are soft: nothing is asserted about their errors after a few steps)
+    # the approximate rows keep the claim the table makes, with room to spare at the quick settings (seeded):
+    # probabilistic symmetrization is invariant in distribution (its 4-sample estimate: about a fifth of the
+    # bare error), cloning from the exact teacher lowers the error (about a sixth), and REMUL's
+    # equivariance term lowers it too (about two thirds)
+    bare_error = by_key["bare"]["invariance_error"]
+    assert by_key["symmetrization"]["invariance_error"] < bare_error / 2
+    assert by_key["cloning"]["invariance_error"] < bare_error / 2
+    assert by_key["remul"]["invariance_error"] < 0.85 * bare_error
     settings = results["settings"]
     cloning = by_key["cloning"]["training"]
     assert cloning["clone_steps"] > 0 and len(cloning["epochs"]) == settings["epochs"] - settings["clone_epochs"]

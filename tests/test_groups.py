@@ -1,4 +1,6 @@
+import itertools
 import math
+import re
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from scipy import stats
 import symwrap
 from symwrap.errors import GroupElementError, IncompatibleGroupError, RegistryError, UnknownGroupError
 from symwrap.groups import Group, element_batch_size, select
+from symwrap.groups import base as group_base
 
 seeds = st.integers(0, 2**31 - 1)
 batches = st.integers(1, 6)
@@ -100,9 +103,10 @@ def test_groups_with_reflections_have_half_their_mass_at_det_minus_one(name):
     assert torch.allclose(det.abs(), torch.ones_like(det), atol=1e-5)
 
 
-def test_so2_angles_are_uniform():
-    rotations = symwrap.get_group("SO2").sample(20000, generator=make_generator(4), dtype=torch.float64)
-    angle = torch.atan2(rotations[:, 1, 0], rotations[:, 0, 0]).numpy()
+@pytest.mark.parametrize("name", ["SO2", "O2", "SO2z"])
+def test_planar_rotation_angles_are_uniform(name):
+    rotations = symwrap.get_group(name).sample(20000, generator=make_generator(4), dtype=torch.float64)
+    angle = torch.atan2(rotations[:, 1, 0], rotations[:, 0, 0]).numpy()  # where the x axis goes
     assert stats.kstest(angle, "uniform", args=(-math.pi, 2 * math.pi)).pvalue > 1e-3
 
 
@@ -241,3 +245,549 @@ def test_bad_set_sizes_are_refused(n, lengths, match):
 
     with pytest.raises(GroupElementError, match=match):
         PermutationGroup(n, lengths)
+
+
+# --- dtype, device and generator follow the request ---------------------------------------------------------------
+def _tensors(g):
+    return [t for part in g for t in _tensors(part)] if isinstance(g, tuple) else [g]
+
+
+def _finite(name: str) -> bool:
+    return concrete(name).is_finite
+
+
+@pytest.mark.parametrize("name", [*GROUP_NAMES, "MzxS3"])  # MzxS3: a finite product with floating elements
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_elements_are_made_on_the_requested_device_and_dtype(name, dtype):
+    """Floating parts take the requested dtype (the default dtype when none is asked for), integer parts
+    stay long; every part is on the requested device, for sample, identity and elements alike."""
+    group = concrete(name)
+    made = [group.sample(4, device="meta", dtype=dtype), group.identity(4, device="meta", dtype=dtype)]
+    if group.is_finite:
+        made.append(group.elements(device="meta", dtype=dtype))
+    plain = [group.sample(4, generator=make_generator(0)), group.identity(4)]
+    for element in made:
+        assert element_batch_size(element) in (4, group.order)
+        for tensor in _tensors(element):
+            assert tensor.device.type == "meta"
+            assert tensor.dtype == (dtype if tensor.is_floating_point() else torch.long)
+    for element in plain:
+        for tensor in _tensors(element):
+            assert tensor.dtype == (torch.get_default_dtype() if tensor.is_floating_point() else torch.long)
+    if group.has_linear:
+        g = group.sample(3, generator=make_generator(0), dtype=torch.float64)
+        assert group.linear_part(g, dtype=dtype).dtype == dtype
+        assert group.linear_part(group.identity(3, device="meta"), dtype=dtype).device.type == "meta"
+    if group.has_translation:
+        g = group.sample(3, generator=make_generator(0), dtype=torch.float64)
+        assert group.translation_part(g, dtype=dtype).dtype == dtype
+        assert group.translation_part(g).dtype == torch.float64  # no dtype asked: the element's own
+
+
+@pytest.mark.parametrize("name", GROUP_NAMES)
+def test_sampling_follows_the_generator(name):
+    """The same seed gives the same elements whatever the global generator did in between; another seed
+    gives others."""
+    group = concrete(name)
+    first = group.sample(6, generator=make_generator(7), dtype=torch.float64)
+    torch.rand(3)  # move the global generator on: a sampler that ignored the generator would now differ
+    again = group.sample(6, generator=make_generator(7), dtype=torch.float64)
+    assert all(torch.equal(a, b) for a, b in zip(_tensors(first), _tensors(again), strict=True))
+    if group.order != 1:
+        other = group.sample(6, generator=make_generator(8), dtype=torch.float64)
+        assert not all(torch.equal(a, b) for a, b in zip(_tensors(first), _tensors(other), strict=True))
+
+
+# --- the planar groups: which element is which matrix --------------------------------------------------------------
+def _turn(angle: float, flip: bool = False) -> torch.Tensor:
+    """By hand: the rotation by ``angle`` after (if ``flip``) the reflection across the x axis."""
+    c, s = math.cos(angle), math.sin(angle)
+    rotation = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    return rotation @ torch.diag(torch.tensor([1.0, -1.0 if flip else 1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", ["C1", "C2", "C4", "C6", "C8", "D1", "D3", "D4", "D8"])
+def test_finite_planar_elements_are_the_listed_rotations_and_reflections(name):
+    """C_n element k turns by 2πk/n; D_n element i = k + n·f turns by 2πk/n after f reflections; multiples
+    of 90° are exact (integer entries, so images move whole pixels), other angles correct to round-off."""
+    group = concrete(name)
+    n = group.n
+    matrices = group.linear_part(group.elements(), dtype=torch.float64)
+    assert matrices.shape == (group.order, 2, 2)
+    for i, matrix in enumerate(matrices):
+        k, flip = i % n, i >= n
+        expected = _turn(2 * math.pi * k / n, flip)
+        if (4 * k) % n == 0:
+            assert torch.equal(matrix, expected.round()), (i, matrix)
+        else:
+            assert torch.allclose(matrix, expected, atol=1e-15, rtol=0), (i, matrix)
+    assert group.linear_part(group.elements()).dtype == torch.get_default_dtype()
+
+
+def test_rotation_2d_turns_counter_clockwise():
+    angle = torch.tensor([0.3, -2.0, math.pi / 2], dtype=torch.float64)
+    matrices = group_base.rotation_2d(angle)
+    for theta, matrix in zip(angle.tolist(), matrices):
+        assert torch.allclose(matrix, _turn(theta), atol=1e-15, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["C4", "D4"])
+def test_index_groups_check_their_elements(name):
+    group = symwrap.get_group(name)
+    assert torch.equal(group.index(torch.tensor([3, 1], dtype=torch.int32)), torch.tensor([3, 1]))
+    assert group.index(torch.tensor([3, 1], dtype=torch.int32)).dtype == torch.long
+    assert group.linear_part(torch.tensor([1], dtype=torch.int32)).shape == (1, 2, 2)
+    for bad, match in [(torch.tensor([1.0, 2.0]), r"indices; got \(2,\) of dtype torch.float32"),
+                       (torch.zeros(2, 1, dtype=torch.long), r"got \(2, 1\) of dtype torch.int64"),
+                       ([1, 2], r"got list$")]:
+        with pytest.raises(GroupElementError, match=rf"elements of {name} are \(B,\) integer tensors of .*{match}"):
+            group.index(bad)
+        with pytest.raises(GroupElementError, match=match):
+            group.linear_part(bad)
+
+
+@pytest.mark.parametrize("cls, order", [(symwrap.groups.CyclicGroup, 1), (symwrap.groups.DihedralGroup, 2)])
+def test_cyclic_and_dihedral_groups_start_at_n_equal_one(cls, order):
+    group = cls(1)
+    assert group.order == order and group.name == f"{cls.__name__[0]}1"
+    assert torch.equal(group.elements(), torch.arange(order))
+    with pytest.raises(GroupElementError, match="needs n >= 1; got n=0"):
+        cls(0)
+
+
+# --- matrix groups, translations and the Euclidean groups -----------------------------------------------------------
+@pytest.mark.parametrize("name, d", [("SO2", 2), ("O2", 2), ("SO3", 3), ("O3", 3), ("SO2z", 3), ("Mz", 3)])
+def test_matrix_groups_are_built_from_a_linear_part_only(name, d):
+    group = symwrap.get_group(name)
+    linear = group.sample(2, generator=make_generator(0), dtype=torch.float64)
+    assert group.from_parts(linear=linear) is linear
+    assert group.linear_part(linear) is linear  # no dtype asked: the elements themselves
+    assert group.translation_part(linear) is None and group.permutation_part(linear) is None
+    for parts in [{}, {"linear": linear, "translation": torch.zeros(2, d)},
+                  {"linear": linear, "permutation": torch.zeros(2, 3, dtype=torch.long)}]:
+        with pytest.raises(GroupElementError, match=rf"{name} elements are built from a \(B, {d}, {d}\) linear part"):
+            group.from_parts(**parts)
+    for bad, shown in [(torch.eye(d), f"({d}, {d})"), (torch.zeros(2, d, d + 1), f"(2, {d}, {d + 1})"),
+                       (torch.zeros(2, d + 1, d), f"(2, {d + 1}, {d})"), ([linear], "list")]:
+        message = rf"elements of {name} are \(B, {d}, {d}\) matrices; got {re.escape(shown)}$"
+        with pytest.raises(GroupElementError, match=message):
+            group.linear_part(bad)
+
+
+def test_planar_lie_algebra_generates_counter_clockwise_rotations():
+    for name in ("SO2", "O2"):
+        algebra = symwrap.get_group(name).lie_algebra(dtype=torch.float64)
+        assert torch.equal(algebra, torch.tensor([[[0.0, -1.0], [1.0, 0.0]]], dtype=torch.float64))
+        assert symwrap.get_group(name).lie_algebra(device="meta").device.type == "meta"
+        angle = torch.tensor([0.7, -1.9], dtype=torch.float64)
+        turned = symwrap.get_group(name).exp(angle[:, None, None] * algebra)
+        assert torch.allclose(turned, group_base.rotation_2d(angle), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["SO3", "O3", "E3", "SE3"])
+def test_spatial_lie_algebras_turn_by_the_right_hand_rule_and_translate(name):
+    group = symwrap.get_group(name)
+    algebra = group.lie_algebra(dtype=torch.float64)
+    assert algebra.dtype == torch.float64 and group.lie_algebra(device="meta").device.type == "meta"
+    assert algebra.shape == ((3, 3, 3) if name in ("SO3", "O3") else (6, 4, 4))
+    eye = torch.eye(3, dtype=torch.float64)
+    quarter = group.linear_part(group.exp(algebra[:3] * (math.pi / 2)))
+    for axis in range(3):  # a quarter turn about each axis takes the next axis to the one after it
+        assert torch.allclose(quarter[axis] @ eye[(axis + 1) % 3], eye[(axis + 2) % 3], atol=1e-12)
+        assert torch.allclose(quarter[axis] @ eye[axis], eye[axis], atol=1e-12)
+    if group.has_translation:
+        shift = group.exp(algebra[3:] * 2.5)
+        assert torch.allclose(group.translation_part(shift), 2.5 * eye, atol=1e-12)
+        assert torch.allclose(group.linear_part(shift), eye.expand(3, 3, 3), atol=1e-12)
+
+
+def test_half_precision_exp_of_zero_is_the_identity():
+    algebra = torch.zeros(2, 3, 3, dtype=torch.float16)
+    identity = symwrap.get_group("SO3").exp(algebra)
+    assert identity.dtype == torch.float16 and torch.equal(identity, torch.eye(3, dtype=torch.float16).expand(2, 3, 3))
+    algebra64 = symwrap.get_group("SO3").lie_algebra(dtype=torch.float64)[2:] * 0.5
+    assert symwrap.get_group("SO3").exp(algebra64).dtype == torch.float64
+
+
+def test_translations_are_vectors_and_homogeneous_matrices():
+    group = symwrap.groups.TranslationGroup(2, translation_scale=3.0)
+    assert group.name == "T2" and group.dim == 2 and symwrap.groups.TranslationGroup().dim == 3
+    shifts = group.sample(20000, generator=make_generator(4), dtype=torch.float64)
+    assert shifts.shape == (20000, 2)
+    assert torch.allclose(shifts.std(0), torch.full((2,), 3.0, dtype=torch.float64), atol=0.1)
+    assert torch.allclose(shifts.mean(0), torch.zeros(2, dtype=torch.float64), atol=0.1)
+    t = torch.tensor([[1.5, -2.0]], dtype=torch.float64)
+    assert torch.equal(group.matrix(t), torch.tensor([[[1.0, 0.0, 1.5], [0.0, 1.0, -2.0], [0.0, 0.0, 1.0]]],
+                                                      dtype=torch.float64))
+    assert group.from_parts(translation=t) is t and group.translation_part(t) is t
+    assert group.linear_part(t) is None and group.permutation_part(t) is None
+    assert torch.equal(group.lie_algebra(dtype=torch.float64), torch.eye(2, dtype=torch.float64))
+    assert group.exp(t) is t  # translations are their own exponential
+    for parts in [{}, {"translation": t, "linear": torch.eye(2)[None]},
+                  {"translation": t, "permutation": torch.zeros(1, 2, dtype=torch.long)}]:
+        with pytest.raises(GroupElementError, match=r"T2 elements are built from a \(B, 2\) translation only"):
+            group.from_parts(**parts)
+    for bad, shown in [(torch.zeros(2), "(2,)"), (torch.zeros(1, 3), "(1, 3)"), ([t], "list")]:
+        with pytest.raises(GroupElementError, match=rf"elements of T2 are \(B, 2\) vectors; got {re.escape(shown)}$"):
+            group.matrix(bad)
+
+
+@pytest.mark.parametrize("special", [True, False])
+def test_euclidean_elements_are_homogeneous_matrices(special):
+    group = symwrap.groups.EuclideanGroup(special=special, translation_scale=3.0)
+    assert group.name == ("SE3" if special else "E3") and group.special is special
+    g = group.sample(20000, generator=make_generator(5), dtype=torch.float64)
+    assert torch.equal(g[:, 3], torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64).expand(20000, 4))
+    assert group.matrix(g) is g
+    assert torch.allclose(group.translation_part(g).std(0), torch.full((3,), 3.0, dtype=torch.float64), atol=0.1)
+    det = torch.linalg.det(group.linear_part(g))
+    assert (det > 0).all() if special else abs(float((det < 0).double().mean()) - 0.5) < 0.02
+    rotation = symwrap.get_group("SO3").sample(2, generator=make_generator(6), dtype=torch.float64)
+    shift = torch.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]], dtype=torch.float64)
+    both = group.from_parts(linear=rotation, translation=shift)
+    assert torch.equal(group.linear_part(both), rotation) and torch.equal(group.translation_part(both), shift)
+    assert torch.equal(group.from_parts(linear=rotation), group.from_parts(linear=rotation, translation=0 * shift))
+    moved_only = group.from_parts(translation=shift)
+    assert torch.equal(group.linear_part(moved_only), torch.eye(3, dtype=torch.float64).expand(2, 3, 3))
+    assert moved_only.dtype == torch.float64 and group.from_parts(translation=shift.to("meta")).device.type == "meta"
+    inverse = group.inverse(both)  # undo the translation, then the rotation
+    assert torch.allclose(group.translation_part(inverse), -(rotation.transpose(1, 2) @ shift[:, :, None])[..., 0])
+    for parts in [{}, {"linear": rotation, "permutation": torch.zeros(2, 3, dtype=torch.long)}]:
+        with pytest.raises(GroupElementError, match="elements are built from a rotation and/or a translation"):
+            group.from_parts(**parts)
+    with pytest.raises(GroupElementError, match=r"\(B, 4, 4\) homogeneous matrices \[\[R, t\], \[0, 1\]\]; got \(4, 4"):
+        group.linear_part(torch.eye(4))
+
+
+# --- permutations -------------------------------------------------------------------------------------------------
+def test_permutations_are_listed_in_lexicographic_order_and_indexed_by_their_rank():
+    group = symwrap.get_group("S4")
+    listed = group.elements()
+    assert listed.tolist() == [list(p) for p in itertools.permutations(range(4))]
+    shuffled = listed[torch.randperm(24, generator=make_generator(0))]
+    assert torch.equal(listed[group.index(shuffled)], shuffled)
+    assert torch.equal(group.identity(2), torch.tensor([[0, 1, 2, 3]] * 2))
+
+
+def test_a_permutation_moves_member_i_to_position_p_i():
+    """``P[p[i], i] = 1``: the matrix of ``compose(g, h)`` (first h) is ``P_g @ P_h``."""
+    group = symwrap.get_group("S4")
+    p = torch.tensor([[2, 0, 3, 1]])
+    assert torch.equal(group.matrix(p)[0], torch.tensor([[0.0, 1, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0], [0, 0, 1, 0]]))
+    assert group.matrix(p).dtype == torch.get_default_dtype()
+    g, h = group.sample(5, generator=make_generator(1)), group.sample(5, generator=make_generator(2))
+    assert torch.equal(group.matrix(group.compose(g, h)), group.matrix(g) @ group.matrix(h))
+    assert torch.equal(group.matrix(group.inverse(g)), group.matrix(g).transpose(1, 2))
+    assert group.permutation_part(p) is p and group.from_parts(permutation=p) is p
+    assert group.linear_part(p) is None and group.translation_part(p) is None
+
+
+def test_permutation_elements_are_checked():
+    group = symwrap.get_group("S4")
+    assert group.permutation_part(torch.tensor([[1, 0, 2, 3]], dtype=torch.int32)).shape == (1, 4)
+    for bad, match in [(torch.zeros(2, 4), r"\(B, N\) integer permutations; got \(2, 4\)"),
+                       (torch.zeros(4, dtype=torch.long), r"\(B, N\) integer permutations; got \(4,\)"),
+                       ([0, 1], "integer permutations; got list"),
+                       (torch.zeros(2, 5, dtype=torch.long), "elements of S4 permute 4 members; got 5")]:
+        for method in (group.permutation_part, group.index, group.matrix):
+            with pytest.raises(GroupElementError, match=match):
+                method(bad)
+    with pytest.raises(GroupElementError, match="S4 elements are built from a permutation part only"):
+        group.from_parts(permutation=torch.zeros(1, 4, dtype=torch.long), linear=torch.eye(3)[None])
+    with pytest.raises(GroupElementError, match="built from a permutation part only"):
+        group.from_parts(permutation=torch.zeros(1, 4, dtype=torch.long), translation=torch.zeros(1, 3))
+    with pytest.raises(GroupElementError, match="built from a permutation part only"):
+        group.from_parts()
+
+
+def test_binding_a_set_size():
+    unsized = symwrap.get_group("S")
+    assert unsized.needs_size and unsized.order is None and not unsized.is_finite
+    bound = unsized.sized(5)
+    assert bound.name == "S" and bound.n == 5 and bound.order == 120 and not bound.needs_size
+    assert symwrap.get_group("S4").sized(4).name == "S4"
+    assert not symwrap.get_group("S4").needs_size and not symwrap.get_group("SO3").needs_size
+    with pytest.raises(GroupElementError, match="S4 acts on sets of 4 members; the data has 5"):
+        symwrap.get_group("S4").sized(5)
+    assert symwrap.get_group("S4").sized(5, torch.tensor([4, 5])).ragged  # a batch of sets: the largest has 5
+    assert symwrap.get_group("SO3").sized(5) == symwrap.get_group("SO3")
+    with pytest.raises(GroupElementError, match="call group.sized"):
+        unsized.identity(2)
+
+
+def test_set_sizes_up_to_eight_are_enumerated():
+    assert symwrap.groups.PermutationGroup(8).elements().shape == (40320, 8)
+    with pytest.raises(GroupElementError, match="S_9 has 362,880 elements, too many to enumerate .*limit is S_8"):
+        symwrap.groups.PermutationGroup(9).elements()
+
+
+def test_set_lengths_bounds():
+    from symwrap.groups import PermutationGroup
+
+    assert torch.equal(PermutationGroup(3, torch.tensor([0, 3])).lengths, torch.tensor([0, 3]))
+    assert PermutationGroup(3, torch.tensor([3, 3], dtype=torch.int32)).lengths is None
+    with pytest.raises(GroupElementError, match=r"in \[0, 3\] for sets of 3 members; got \[-1, 2\]"):
+        PermutationGroup(3, torch.tensor([-1, 2]))
+    with pytest.raises(GroupElementError, match="1-D integer tensor; got list"):
+        PermutationGroup(3, [1, 2])
+
+
+def test_ragged_sampling_and_restriction_on_any_device():
+    group = symwrap.get_group("S").sized(4, torch.tensor([1, 3]))
+    assert group.sample(4, device="meta").device.type == "meta"
+    g = group.sample(400, generator=make_generator(2))
+    assert torch.equal(g[0::2], torch.arange(4).expand(200, 4))  # one member: nothing moves
+    assert torch.equal(g[1::2, 3], torch.full((200,), 3))
+    # every permutation of the first three members is drawn for the rows of length 3
+    assert torch.unique(g[1::2, :3], dim=0).shape[0] == 6
+    fitted = group.fit_rows(torch.tensor([[3, 2, 1, 0], [3, 2, 1, 0]]))
+    assert fitted.tolist() == [[0, 1, 2, 3], [2, 1, 0, 3]]
+    with pytest.raises(GroupElementError, match="integer permutations"):
+        group.fit_rows(torch.zeros(2, 4))
+
+
+# --- direct products ----------------------------------------------------------------------------------------------
+def test_product_elements_run_through_the_last_factor_first():
+    group = symwrap.get_group("C4xS3")
+    assert group.name == "C4xS3" and group.order == 24 and not group.special and group.dim == 2
+    rotation, permutation = group.elements()
+    assert torch.equal(rotation, torch.arange(4).repeat_interleave(6))
+    assert torch.equal(permutation, symwrap.get_group("S3").elements().repeat(4, 1))
+    assert torch.equal(group.index((rotation, permutation)), torch.arange(24))
+    assert group.elements(device="meta")[1].device.type == "meta"
+    assert symwrap.get_group("SO3xS").order is None and symwrap.get_group("C4xS").order is None
+
+
+def test_product_attributes_come_from_the_factors():
+    group = symwrap.get_group("SO3xS")
+    assert group.has_linear and group.has_permutation and not group.has_translation and group.dim == 3
+    assert group.needs_size and not group.special and not group.is_finite
+    bound = group.sized(4)
+    assert bound.name == "SO3xS" and not bound.needs_size and bound.factors[1].n == 4 and not bound.ragged
+    assert symwrap.get_group("SE3xS4").special is False
+    assert symwrap.groups.ProductGroup([symwrap.get_group("SO3"), symwrap.get_group("T3")]).special
+    assert not symwrap.get_group("SO3").ragged and not symwrap.get_group("S").sized(3).ragged
+
+
+def test_product_parts_and_from_parts():
+    group = symwrap.get_group("E3xS4")
+    g = group.sample(3, generator=make_generator(0), dtype=torch.float64)
+    assert torch.equal(group.linear_part(g), g[0][:, :3, :3]) and torch.equal(group.translation_part(g), g[0][:, :3, 3])
+    assert group.linear_part(g, dtype=torch.float32).dtype == torch.float32
+    assert group.translation_part(g, dtype=torch.float32).dtype == torch.float32
+    assert group.permutation_part(g) is g[1]
+    rebuilt = group.from_parts(linear=group.linear_part(g), translation=group.translation_part(g),
+                               permutation=g[1])
+    assert group.allclose(rebuilt, g, atol=0)
+    rotations = symwrap.get_group("SO3xS4")
+    only_linear = rotations.from_parts(linear=g[0][:, :3, :3])
+    assert torch.equal(only_linear[1], torch.arange(4).expand(3, 4))  # the missing factor is the identity
+    only_perm = rotations.from_parts(permutation=g[1].to("meta"))
+    assert only_perm[0].device.type == "meta" and only_perm[0].dtype == torch.get_default_dtype()
+    only_perm = rotations.from_parts(permutation=g[1])
+    assert torch.equal(only_perm[0], torch.eye(3).expand(3, 3, 3))
+    shifted = symwrap.get_group("T3xS4").from_parts(permutation=g[1])
+    assert torch.equal(shifted[0], torch.zeros(3, 3))
+    assert symwrap.get_group("T3xS4").translation_part(shifted).dtype == torch.get_default_dtype()
+    assert symwrap.get_group("T3xS4").linear_part(shifted) is None
+
+
+def test_product_allclose_compares_every_factor():
+    group = symwrap.get_group("SO3xS4")
+    g = group.sample(2, generator=make_generator(1), dtype=torch.float64)
+    assert group.allclose(g, g)
+    assert group.allclose(g, (g[0] + 5e-6, g[1])) and not group.allclose(g, (g[0] + 5e-5, g[1]))
+    assert group.allclose(g, (g[0] + 5e-5, g[1]), atol=1e-4)
+    assert not group.allclose(g, (g[0], group.inverse(g)[1].roll(1, 1)))
+
+
+@pytest.mark.parametrize("method", ["compose", "inverse", "linear_part", "index", "fit_rows", "check_element"])
+def test_product_elements_must_be_tuples_of_one_batch_per_factor(method):
+    group = symwrap.get_group("C4xS4")
+    g = group.identity(2)
+    args = (g[0], g) if method == "compose" else (g[0],)
+    with pytest.raises(GroupElementError, match="elements of C4xS4 are tuples of 2 batches, one per factor; got Tens"):
+        getattr(group, method)(*args)
+    with pytest.raises(GroupElementError, match="got tuple"):
+        getattr(group, method)(*((g[:1], g) if method == "compose" else (g[:1],)))
+    if method == "compose":
+        with pytest.raises(GroupElementError, match="got Tensor"):
+            group.compose(g, g[1])
+    if method == "check_element":
+        with pytest.raises(GroupElementError, match=r"elements of S4 are \(B, N\)"):
+            group.check_element((g[0], g[1].float()))
+        with pytest.raises(GroupElementError, match="elements of C4 are"):
+            group.check_element((g[0].float(), g[1]))
+
+
+def test_products_that_cannot_be_formed_are_refused():
+    with pytest.raises(IncompatibleGroupError, match="a product needs at least two factors; got 1"):
+        symwrap.groups.ProductGroup([symwrap.get_group("SO3")])
+    with pytest.raises(IncompatibleGroupError, match=r"factors \['E3', 'T3'\] of 'E3xT3' both act by translation"):
+        symwrap.get_group("E3xT3")
+    with pytest.raises(IncompatibleGroupError, match=r"factors \['S', 'S4'\] of 'SxS4' both act by permutation"):
+        symwrap.get_group("SxS4")
+    with pytest.raises(IncompatibleGroupError, match=r"both act by linear maps.*Use E3 or SE3"):
+        symwrap.get_group("C4xSO2")
+    with pytest.raises(IncompatibleGroupError, match=r"'C4xT3' act on spaces of different dimensions \{2, 3\}"):
+        symwrap.get_group("C4xT3")
+
+
+# --- the registry -------------------------------------------------------------------------------------------------
+def test_registry_lists_every_name_sorted_and_reads_patterns():
+    names = symwrap.list_groups()
+    assert names == sorted(names) and {"C{n}", "D{n}", "S{n}", "S", "SO3", "E3", "Mz"} <= set(names)
+    assert symwrap.get_group(" c12 ").order == 12 and symwrap.get_group("D7").order == 14
+    assert symwrap.get_group("S6").n == 6 and symwrap.get_group("S").n is None
+    assert symwrap.get_group(" so2z ").name == "SO2z"
+    assert symwrap.get_group(" SO3xS ").name == "SO3xS"
+    for name in ["C", "C4a", "xC4", "C4x", "C4xxS", "CnxS", "SO3xSO4"]:
+        with pytest.raises(UnknownGroupError, match="Products are written with 'x'"):
+            symwrap.get_group(name)
+    with pytest.raises(UnknownGroupError, match="Pass a group name or a symwrap.groups.Group"):
+        symwrap.get_group(None)
+
+
+def test_registering_patterns_and_overriding():
+    calls = []
+
+    @symwrap.register_group("Q{n}")
+    def quaternion_like(n):
+        calls.append(n)
+        return symwrap.groups.CyclicGroup(2 * n)
+
+    assert "Q{n}" in symwrap.list_groups()
+    assert symwrap.get_group("q3").order == 6 and calls == [3]
+    assert symwrap.get_group("Q3xS").order is None
+    with pytest.raises(RegistryError, match=r"already registered as 'q\{n\}'; pass override=True"):
+        symwrap.register_group("q{n}")(quaternion_like)
+    symwrap.register_group("Q{n}", override=True)(lambda n: symwrap.groups.CyclicGroup(n))
+    assert symwrap.get_group("Q3").order == 3
+    symwrap.register_group("SO3", override=True)(lambda: symwrap.groups.CyclicGroup(5))
+    assert symwrap.get_group("so3").order == 5
+    with pytest.raises(RegistryError, match=r"group name 'Ax\{n\}' contains 'x'"):
+        symwrap.register_group("Ax{n}")
+
+
+# --- subgroups of O(3) ----------------------------------------------------------------------------------------------
+def test_axial_rotations_about_x_and_their_angles():
+    group = symwrap.groups.AxialRotations("x")
+    assert group.name == "SO2x" and group.special and group.dim == 3
+    rotations = group.sample(20000, generator=make_generator(7), dtype=torch.float64)
+    assert torch.equal(rotations[:, 0], torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64).expand(20000, 3))
+    angle = torch.atan2(rotations[:, 2, 1], rotations[:, 1, 1]).numpy()  # y turns towards z
+    assert stats.kstest(angle, "uniform", args=(-math.pi, 2 * math.pi)).pvalue > 1e-3
+    quarter = group.rotation(torch.tensor([math.pi / 2], dtype=torch.float64))[0]
+    assert torch.allclose(quarter, torch.tensor([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=torch.float64), atol=1e-15)
+    assert torch.equal(group.lie_algebra(dtype=torch.float64)[0],
+                       torch.tensor([[0.0, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=torch.float64))
+    assert group.lie_algebra(device="meta").device.type == "meta"
+    with pytest.raises(symwrap.errors.ConfigError, match="axis must be one of 'x', 'y', 'z'; got 'w'"):
+        symwrap.groups.AxialRotations("w")
+    for not_an_axis in ["xy", "", 0]:
+        with pytest.raises(symwrap.errors.ConfigError, match=f"got {not_an_axis!r}"):
+            symwrap.groups.PlaneReflection(not_an_axis)
+
+
+@pytest.mark.parametrize("axis", ["x", "y", "z"])
+def test_plane_reflections_list_the_identity_first_and_are_sampled_evenly(axis):
+    group = symwrap.groups.PlaneReflection(axis)
+    assert group.name == f"M{axis}" and group.order == 2 and group.is_finite
+    mirror = torch.ones(3, dtype=torch.float64)
+    mirror["xyz".index(axis)] = -1.0
+    listed = group.elements(dtype=torch.float64)
+    assert torch.equal(listed, torch.stack([torch.eye(3, dtype=torch.float64), torch.diag(mirror)]))
+    assert torch.equal(group.index(listed.flip(0)), torch.tensor([1, 0]))
+    g = group.sample(4000, generator=make_generator(8))
+    flipped = float((torch.linalg.det(g) < 0).double().mean())
+    assert abs(flipped - 0.5) < 0.03
+    with pytest.raises(GroupElementError, match="not a matrix Lie group"):
+        group.lie_algebra()
+
+
+# --- what every group shares ---------------------------------------------------------------------------------------
+def test_groups_compare_by_kind_and_name():
+    assert symwrap.get_group("C4") == symwrap.groups.CyclicGroup(4) and hash(symwrap.get_group("c4")) == hash(
+        symwrap.groups.CyclicGroup(4))
+    assert symwrap.get_group("C4") != symwrap.get_group("C5") and symwrap.get_group("C4") != "C4"
+    assert symwrap.get_group("D4") != symwrap.groups.CyclicGroup(8)
+    assert len({symwrap.get_group("SO3"), symwrap.get_group("so3"), symwrap.get_group("O3")}) == 2
+    assert repr(symwrap.get_group("SO3xS")) == "ProductGroup('SO3xS')"
+    assert symwrap.get_group("C4").is_finite and not symwrap.get_group("SO2").is_finite
+
+
+def test_what_a_group_cannot_do_is_said():
+    with pytest.raises(GroupElementError, match="'SO3' is infinite and has no element list; use group.sample"):
+        symwrap.get_group("SO3").elements()
+    with pytest.raises(GroupElementError, match="'SO3' is infinite: its elements have no index"):
+        symwrap.get_group("SO3").index(torch.eye(3)[None])
+    with pytest.raises(GroupElementError, match="'C4' cannot build elements from parts"):
+        symwrap.get_group("C4").from_parts(linear=torch.eye(2)[None])
+    with pytest.raises(GroupElementError, match="'D4' is not a matrix Lie group; lie_derivative supports"):
+        symwrap.get_group("D4").lie_algebra()
+    with pytest.raises(GroupElementError, match="'T3xS4' has no matrix representation"):
+        symwrap.get_group("T3xS4").matrix(symwrap.get_group("T3xS4").identity(1))
+    assert torch.equal(symwrap.get_group("SO3xS4").matrix(symwrap.get_group("SO3xS4").identity(1)), torch.eye(3)[None])
+    assert symwrap.get_group("C4").permutation_part(torch.tensor([1])) is None
+    assert symwrap.get_group("C4").translation_part(torch.tensor([1])) is None
+
+
+def test_index_of_listed_matrices_finds_the_nearest_and_refuses_others():
+    group = symwrap.get_group("Mz")
+    listed = group.elements(dtype=torch.float64)
+    nudge = torch.zeros(2, 3, 3, dtype=torch.float64)
+    nudge[:, 0, 1] = 1.0
+    assert torch.equal(group.index(listed + 5e-5 * nudge), torch.tensor([0, 1]))  # round-off is forgiven ...
+    assert torch.equal(group.index(listed.float()), torch.tensor([0, 1]))
+    with pytest.raises(GroupElementError, match="tensor is not an element of 'Mz'"):
+        group.index(listed + 2e-4 * nudge)  # ... anything more is not an element
+
+
+def test_allclose_defaults_to_the_promised_tolerance():
+    group = symwrap.get_group("SO3")
+    g = group.sample(2, generator=make_generator(0), dtype=torch.float64)
+    assert group.allclose(g, g + 9e-6) and not group.allclose(g, g + 2e-5)
+    assert group.allclose(g, g + 2e-5, atol=1e-4)
+    assert group.allclose(g.float(), g)  # compared in float64 whatever the dtypes
+
+
+def test_batch_helpers_work_on_products():
+    from symwrap.groups import cat, repeat_each, tile, tree_map
+
+    group = symwrap.get_group("SO3xS3")
+    g = group.sample(2, generator=make_generator(0), dtype=torch.float64)
+    a, b = select(g, torch.tensor([0])), select(g, torch.tensor([1]))
+    assert group.allclose(repeat_each(g, 2), cat([a, a, b, b]), atol=0)
+    assert group.allclose(tile(g, 3), cat([a, b, a, b, a, b]), atol=0)
+    assert element_batch_size(tile(g, 3)) == 6 and element_batch_size(g[1]) == 2
+    assert group.allclose(cat([a, b]), g, atol=0)
+    assert group.allclose(select(g, torch.tensor([1, 0])), cat([b, a]), atol=0)
+    doubled = tree_map(lambda t: 2 * t, g)
+    assert isinstance(doubled, tuple) and torch.equal(doubled[0], 2 * g[0]) and torch.equal(doubled[1], 2 * g[1])
+    nested = tree_map(lambda t: t + 1, (g[1], (g[1], g[1])))
+    assert torch.equal(nested[1][1], g[1] + 1)
+    assert torch.equal(tile(torch.tensor([3, 4]), 2), torch.tensor([3, 4, 3, 4]))
+    assert torch.equal(repeat_each(torch.tensor([3, 4]), 2), torch.tensor([3, 3, 4, 4]))
+
+
+def test_finite_groups_index_and_restrict_on_the_device_of_their_elements():
+    for name in ["C4", "D4", "S4", "C4xS4"]:
+        group = symwrap.get_group(name)
+        index = group.index(group.elements(device="meta"))
+        assert index.device.type == "meta" and index.dtype == torch.long
+        assert group.index(group.elements()).dtype == torch.long
+    ragged = symwrap.get_group("S").sized(4, torch.tensor([2, 4]))
+    assert ragged.fit_rows(ragged.elements(device="meta")).device.type == "meta"
+    assert group_base._device_of((torch.zeros(1, device="meta"), torch.zeros(1))).type == "meta"
+    assert group_base._device_of(torch.zeros(1, device="meta")).type == "meta"
+    mirror = symwrap.get_group("Mz")
+    assert mirror.index(torch.zeros(0, 3, 3)).shape == (0,)  # an empty batch has no elements to look up
+
+
+def test_default_parameters():
+    assert symwrap.groups.PlaneReflection().name == "Mz" and symwrap.groups.AxialRotations().name == "SO2z"
+    for group in (symwrap.groups.TranslationGroup(), symwrap.groups.EuclideanGroup(special=True)):
+        shifts = group.translation_part(group.sample(20000, generator=make_generator(9), dtype=torch.float64))
+        assert shifts.shape == (20000, 3)
+        assert torch.allclose(shifts.std(0), torch.ones(3, dtype=torch.float64), atol=0.03)
+    assert symwrap.groups.TranslationGroup().name == "T3" and symwrap.get_group("T3").name == "T3"

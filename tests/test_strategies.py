@@ -1,9 +1,20 @@
+import dataclasses
+import re
+import typing
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
 import symwrap
-from symwrap.errors import ConfigError, IncompatibleGroupError, NonFiniteInputError, UnknownStrategyError
+from symwrap.errors import (
+    ApproximationWarning,
+    ConfigError,
+    IncompatibleGroupError,
+    NonFiniteInputError,
+    UnknownStrategyError,
+)
 from symwrap.metrics import equivariance_error, invariance_error
 from symwrap.strategies import AveragingConfig
 
@@ -320,3 +331,505 @@ def test_example_input_runs_two_samples_without_gradients_and_keeps_every_traini
     model = symwrap.wrap(backbone, group="Mz", strategy="averaging", input="points", example_input=torch.randn(5, 8, 3))
     assert backbone.seen == [(2 * 2, False, False)]  # the first 2 samples, 2 copies each, eval mode, no grad
     assert model.training and backbone.training and not backbone.mlp.training
+
+
+# --- validation: every strategy refuses NaN/inf while validate=True ----------------------------------------------
+@pytest.mark.parametrize("strategy", symwrap.list_strategies())
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_nonfinite_inputs_are_refused_by_every_strategy(strategy, value):
+    calls = []
+    backbone = point_mlp()
+    backbone.register_forward_hook(lambda *_: calls.append(1))
+    model = symwrap.wrap(backbone, group="SO3", strategy=strategy, input="points")
+    x = torch.randn(2, 8, 3)
+    x[1, 2, 0] = value
+    with pytest.raises(NonFiniteInputError, match=r"shape \(2, 8, 3\) has 1 NaN or inf entries.*validate=False"):
+        model(x)
+    assert calls == []  # refused before the backbone ran
+
+
+@pytest.mark.parametrize("strategy", symwrap.list_strategies())
+def test_without_validation_a_nonfinite_sample_spoils_only_its_own_row(strategy):
+    """validate=False skips the finiteness check: the NaN reaches the backbone, and only its sample's output."""
+    model = symwrap.wrap(point_mlp(), group="SO3", strategy=strategy, input="points", validate=False, seed=0)
+    x = torch.randn(3, 8, 3)
+    x[1, 2, 0] = float("nan")
+    y = model.eval()(x)
+    assert y.shape == (3, 3)
+    assert torch.isfinite(y[[0, 2]]).all() and torch.isnan(y[1]).all()
+
+
+# --- frames on planar point sets: exact, with |F| = 4 (O2) or 2 (SO2) copies ------------------------------------
+@pytest.mark.parametrize("group, frames", [("O2", 4), ("SO2", 2)])
+@pytest.mark.parametrize("output", ["invariant", "vector", "points"])
+def test_frames_make_a_planar_point_mlp_exactly_equivariant(group, frames, output):
+    out = {"invariant": 2, "vector": 2, "points": 12}[output]
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 32), nn.Tanh(), nn.Linear(32, out))
+    if output == "points":
+        mlp.append(nn.Unflatten(1, (6, 2)))
+    x = torch.randn(5, 6, 2, generator=torch.Generator().manual_seed(1))
+    model = symwrap.wrap(mlp, group=group, strategy="frames", input="points", output=output)
+    assert model.is_exact(x)
+    assert equivariance_error(mlp, x, group, input="points", output=output) > 0.5
+    assert equivariance_error(model, x, group, input="points", output=output, n=16) <= 1e-5
+    rows = []
+    mlp.register_forward_hook(lambda _m, inputs, _o: rows.append(inputs[0].shape[0]))
+    model(x)
+    assert rows == [frames * 5]  # every frame element of every sample, in one backbone call
+
+
+@pytest.mark.parametrize("special", [True, False])
+def test_pca_frames_are_the_signed_principal_axes(special):
+    from symwrap.strategies.symmetrization.frames import pca_frames
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 20, 3, generator=generator, dtype=torch.float64) * torch.tensor([3.0, 2.0, 1.0],
+                                                                                       dtype=torch.float64)
+    x = x + torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    rotations, centroids, degenerate = pca_frames(x, special=special)
+    assert rotations.shape == (4, 4 if special else 8, 3, 3) and not degenerate.any()
+    assert torch.allclose(centroids, x.mean(1))
+    eye = torch.eye(3, dtype=torch.float64).expand_as(rotations)
+    assert torch.allclose(rotations.transpose(-1, -2) @ rotations, eye, atol=1e-12)
+    determinants = torch.linalg.det(rotations)
+    if special:
+        assert torch.allclose(determinants, torch.ones_like(determinants))
+    else:  # every sign choice: half of them reflections
+        assert int((determinants > 0).sum()) == int((determinants < 0).sum()) == 16
+    centred = x - centroids[:, None]
+    covariance = centred.transpose(1, 2) @ centred / 20
+    variances = torch.einsum("bfdi,bde,bfei->bfi", rotations, covariance, rotations)  # along each column
+    assert (variances[..., :-1] > variances[..., 1:]).all()  # largest variance first
+    eigenvalues = torch.linalg.eigvalsh(covariance).flip(-1)
+    assert torch.allclose(variances, eigenvalues[:, None].expand_as(variances), atol=1e-10)
+    # every frame element differs from the first by the signs of its columns only
+    ratio = (rotations * rotations[:, :1]).sum(-2)
+    assert torch.allclose(ratio.abs(), torch.ones_like(ratio), atol=1e-12)
+    assert len({tuple(r.sign().int().tolist()) for r in ratio[0]}) == rotations.shape[1]
+
+
+def test_degenerate_point_sets_get_haar_random_frames_and_are_not_exact():
+    from symwrap.strategies.symmetrization.frames import pca_frames
+
+    square = torch.tensor([[1.0, 0, 0], [0, 1, 0], [-1, 0, 0], [0, -1, 0], [0, 0, 0.5], [0, 0, -0.5]])
+    generic = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([3.0, 2.0, 1.0])
+    x = torch.stack([generic, square])
+    first = pca_frames(x, special=True, generator=torch.Generator().manual_seed(1))
+    second = pca_frames(x, special=True, generator=torch.Generator().manual_seed(2))
+    assert first[2].tolist() == [False, True]
+    assert torch.equal(first[0][0], second[0][0])  # the generic set's frame is fixed
+    assert not torch.allclose(first[0][1], second[0][1])  # the degenerate one is drawn
+    assert torch.allclose(torch.linalg.det(first[0][1]), torch.ones(4))
+    reflections = pca_frames(x, special=False, generator=torch.Generator().manual_seed(1))[0][1]
+    assert {int(d) for d in torch.linalg.det(reflections).round()} == {-1, 1}  # O(3): rotations and reflections
+    model = symwrap.wrap(point_mlp(n_points=6), group="SO3", strategy="frames", input="points", output="vector")
+    assert model.is_exact(x[:1]) and not model.is_exact(x)
+    # variances 1/3, 0.995/3 and 1/12: a relative gap of 0.005 between the first two
+    close = torch.tensor([[1.0, 0, 0], [0, 0.995**0.5, 0], [-1, 0, 0], [0, -(0.995**0.5), 0], [0, 0, 0.5],
+                          [0, 0, -0.5]])[None]
+    strict = symwrap.wrap(point_mlp(n_points=6), group="SO3", strategy="frames", input="points", degenerate_tol=1e-2)
+    assert model.is_exact(close) and not strict.is_exact(close)
+
+
+# --- averaging: the evaluation sample count ----------------------------------------------------------------------
+class RowCounter(nn.Module):
+    """A point MLP that records the batch size of every call."""
+
+    def __init__(self, n_points=8, out=3):
+        super().__init__()
+        self.mlp = point_mlp(n_points, out)
+        self.rows = []
+
+    def forward(self, x):
+        self.rows.append(x.shape[0])
+        return self.mlp(x)
+
+
+@pytest.mark.parametrize("eval_samples", [5, None])
+def test_averaging_draws_num_samples_eval_copies_in_evaluation(eval_samples):
+    backbone = RowCounter()
+    model = symwrap.wrap(backbone, group="SO3", strategy="averaging", input="points", num_samples=3,
+                         num_samples_eval=eval_samples, seed=0)
+    x = torch.randn(2, 8, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ApproximationWarning)
+        model.train()(x)
+        model.eval()(x)
+    assert backbone.rows == [3 * 2, (eval_samples or 3) * 2]
+
+
+def test_averaging_enumerates_finite_groups_up_to_max_exhaustive_order():
+    backbone = RowCounter(out=3)
+    x = torch.randn(2, 8, 3)
+    exhaustive = symwrap.wrap(backbone, group="S", strategy="averaging", input="set", max_exhaustive_order=40320,
+                              num_samples=3, seed=0)
+    sampled = symwrap.wrap(backbone, group="S", strategy="averaging", input="set", max_exhaustive_order=40319,
+                           num_samples=3, seed=0)
+    assert exhaustive.is_exact(x) and not sampled.is_exact(x)  # |S_8| = 40320
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ApproximationWarning)
+        sampled(x)
+    assert backbone.rows == [3 * 2]
+
+
+# --- config fields: type checks from the annotations, ranges, unknown names --------------------------------------
+@dataclasses.dataclass
+class _AnnotatedConfig(symwrap.strategies.StrategyConfig):
+    """One field per kind of annotation that fields.py reads."""
+
+    count: int = 1
+    scale: float = 1.0
+    flag: bool = False
+    name: str = "a"
+    maybe: int | None = None
+    either: float | str = 1.0
+    items: list[int] = dataclasses.field(default_factory=list)
+    pairs: tuple[str, ...] = ()
+    weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    anything: typing.Any = None
+    module: nn.Module | None = None
+
+
+@pytest.mark.parametrize("field, value", [
+    ("count", 2), ("scale", 3), ("scale", -2.5), ("flag", True), ("name", ""), ("maybe", None), ("maybe", 0),
+    ("either", "x"), ("either", 2), ("items", [1, 2]), ("items", (3,)), ("pairs", ("a", "b")), ("pairs", []),
+    ("weights", {"a": 1, "b": 0.5}), ("weights", {}), ("anything", object()), ("module", nn.Linear(1, 1)),
+    ("seed", None), ("seed", 7), ("validate", False),
+])
+def test_config_fields_accept_what_their_annotation_allows(field, value):
+    assert getattr(_AnnotatedConfig(**{field: value}), field) is value
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("count", 2.5, "an integer"), ("count", True, "an integer"), ("count", "3", "an integer"),
+    ("scale", float("nan"), "a finite number"), ("scale", float("inf"), "a finite number"),
+    ("scale", True, "a finite number"), ("scale", "1", "a finite number"),
+    ("flag", 1, "True or False"), ("flag", None, "True or False"), ("name", 1, "a string"),
+    ("maybe", 1.0, "an integer or None"), ("maybe", False, "an integer or None"),
+    ("either", None, "a finite number or a string"),
+    ("items", [1, 2.0], r"a list of \(an integer\)"), ("items", 3, r"a list of \(an integer\)"),
+    ("items", "12", r"a list of \(an integer\)"), ("pairs", ("a", 1), r"a list of \(a string\)"),
+    ("weights", {"a": "x"}, "a dict of a string to a finite number"),
+    ("weights", {1: 1.0}, "a dict of a string to a finite number"),
+    ("weights", [("a", 1.0)], "a dict of a string to a finite number"),
+    ("module", "linear", "Module or None"), ("seed", "abc", "an integer or None"), ("validate", "yes", "True or False"),
+])
+def test_config_fields_refuse_values_their_annotation_does_not_allow(field, value, expected):
+    shown = re.escape(f"{value!r} ({type(value).__name__})")
+    with pytest.raises(ConfigError, match=rf"^_AnnotatedConfig\.{field} must be {expected}; got {shown}$"):
+        _AnnotatedConfig(**{field: value})
+
+
+@pytest.mark.parametrize("strategy, values, message", [
+    ("averaging", {"num_samples": 0}, "num_samples must be >= 1; got 0"),
+    ("averaging", {"max_exhaustive_order": 0}, "max_exhaustive_order must be >= 1; got 0"),
+    ("averaging", {"num_samples_eval": 0}, "num_samples_eval must be >= 1; got 0"),
+    ("averaging", {"num_samples": "8"}, r"AveragingConfig.num_samples must be an integer; got '8' \(str\)"),
+    ("averaging", {"task_loss": "l1"}, "task_loss must be 'auto', 'cross_entropy' or 'mse'; got 'l1'"),
+    ("frames", {"degenerate_tol": -0.1}, r"degenerate_tol must be in \[0, 1\); got -0.1"),
+    ("frames", {"degenerate_tol": 1.0}, r"degenerate_tol must be in \[0, 1\); got 1.0"),
+    ("frames", {"seed": 1.5}, r"FramesConfig.seed must be an integer or None; got 1.5 \(float\)"),
+])
+def test_config_ranges_are_checked_with_a_message_naming_the_field(strategy, values, message):
+    config_class = symwrap.strategies.get_strategy(strategy).config_class
+    with pytest.raises(ConfigError, match=message):
+        config_class(**values)
+
+
+@pytest.mark.parametrize("values", [{"num_samples": 1, "max_exhaustive_order": 1, "num_samples_eval": 1},
+                                    {"num_samples_eval": None}, {"task_loss": "mse"}, {"task_loss": "cross_entropy"}])
+def test_averaging_config_accepts_the_edges_of_its_ranges(values):
+    assert symwrap.strategies.AveragingConfig(**values)
+
+
+@pytest.mark.parametrize("tol", [0.0, 0.999])
+def test_frames_config_accepts_the_edges_of_its_range(tol):
+    assert symwrap.strategies.FramesConfig(degenerate_tol=tol).degenerate_tol == tol
+
+
+def test_config_round_trips_through_a_dict_and_names_unknown_fields():
+    config = symwrap.strategies.AveragingConfig(num_samples=3, seed=2, validate=False)
+    values = config.to_dict()
+    assert values == {"strategy": "averaging", "validate": False, "task_loss": "auto", "seed": 2, "num_samples": 3,
+                      "num_samples_eval": None, "max_exhaustive_order": 1024}
+    assert symwrap.strategies.AveragingConfig.from_dict(values) == config
+    with pytest.raises(ConfigError, match=r"^AveragingConfig has no field\(s\) \['a', 'b'\]; valid fields: "
+                                          r"\['max_exhaustive_order', 'num_samples', 'num_samples_eval', 'seed', "
+                                          r"'task_loss', 'validate'\]$"):
+        symwrap.strategies.AveragingConfig.from_dict({**values, "b": 1, "a": 2})
+
+
+# --- targets: check_target says what does not fit ----------------------------------------------------------------
+LOGITS = torch.zeros(4, 3)
+
+
+@pytest.mark.parametrize("pred, target, kind", [
+    (LOGITS, torch.tensor([0, 1, 2, 2]), "cross_entropy"),
+    (LOGITS, torch.tensor([0, 0, 0, 0]), "cross_entropy"),
+    (LOGITS, torch.full((4, 3), 1 / 3), "cross_entropy"),  # class probabilities
+    (torch.zeros(2, 3, 5, 5), torch.randint(3, (2, 5, 5)), "cross_entropy"),  # dense logits (B, C, H, W)
+    (torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), "cross_entropy"),
+    (LOGITS, torch.randn(4, 3), "mse"),
+    ({"a": LOGITS, "b": torch.zeros(4, 2)}, {"b": torch.randn(4, 2), "a": torch.randn(4, 3)}, "mse"),
+    (torch.zeros(4, 3, device="meta"), torch.zeros(4, dtype=torch.long, device="meta"), "cross_entropy"),
+])
+def test_check_target_accepts_targets_that_fit(pred, target, kind):
+    from symwrap.strategies.checks import check_target
+
+    check_target(pred, target, kind)
+
+
+@pytest.mark.parametrize("pred, target, kind, message", [
+    (LOGITS, None, "mse", r"needs a target; got None\. .*model\.auxiliary_loss\(x\)"),
+    ({"a": LOGITS}, LOGITS, "mse", r"the prediction is a dict with keys \['a'\] and the target a torch.float32 "
+                                   r"tensor of shape \(4, 3\); dict predictions need dict targets with the same keys"),
+    (LOGITS, {"a": LOGITS}, "mse", "dict predictions need dict targets"),
+    ({"a": LOGITS}, {"a": LOGITS, "b": LOGITS}, "mse", "dict predictions need dict targets with the same keys"),
+    ({"a": LOGITS, "b": LOGITS}, {"a": LOGITS, "b": LOGITS[:2]}, "mse", r"^field 'b': the target is .*\(2, 3\)"),
+    (LOGITS, [0, 1, 2, 3], "cross_entropy", r"the target must be a torch.Tensor; got a list of 4 item\(s\)"),
+    ([0.0], torch.zeros(1), "mse", r"the prediction must be a torch.Tensor; got a list of 1 item\(s\)"),
+    (LOGITS, torch.tensor([0, 1, 2]), "cross_entropy", r"the target is .*\(3,\) for a prediction that is .*\(4, 3\); "
+                                                       "they need the same batch size"),
+    (torch.zeros(()), torch.zeros(()), "mse", "same batch size"),
+    (LOGITS, torch.tensor(1), "cross_entropy", "same batch size"),
+    (LOGITS, torch.zeros(4), "cross_entropy", r"class probabilities shaped like the logits \(4, 3\); got a "
+                                              r"torch.float32 tensor of shape \(4,\)"),
+    (LOGITS, torch.ones(4, dtype=torch.bool), "cross_entropy", "cross-entropy takes integer class indices; got a "
+                                                               "torch.bool tensor"),
+    (LOGITS, torch.zeros(4, 1, dtype=torch.long), "cross_entropy", r"over logits \(4, 3\) takes class indices of "
+                                                                   r"shape \(4,\); got .*\(4, 1\)"),
+    (torch.zeros(4), torch.zeros(4, dtype=torch.long), "cross_entropy", r"over logits \(4,\) takes class indices"),
+    (LOGITS, torch.tensor([0, 1, 3, 2]), "cross_entropy", r"must lie in \[0, 3\) for 3 logits; got values from 0 to 3"),
+    (LOGITS, torch.tensor([0, -1, 2, 2]), "cross_entropy", "got values from -1 to 2"),
+    (LOGITS, torch.zeros(4, 3, dtype=torch.long), "mse", r"compares floating-point values; the target is a "
+                                                         r"torch.int64 tensor.*task_loss='cross_entropy'"),
+    (LOGITS, torch.zeros(4, 1), "mse", r"without broadcasting; the prediction is .*\(4, 3\) and the target .*\(4, 1\)"),
+])
+def test_check_target_says_what_does_not_fit(pred, target, kind, message):
+    from symwrap.errors import TargetError
+    from symwrap.strategies.checks import check_target
+
+    with pytest.raises(TargetError, match=message):
+        check_target(pred, target, kind)
+
+
+@pytest.mark.parametrize("task_loss", ["auto", "mse", "cross_entropy"])
+def test_task_loss_follows_the_config_and_the_target(task_loss):
+    model = symwrap.wrap(point_mlp(out=4), group="O3", strategy="frames", input="points", task_loss=task_loss)
+    pred, labels, values = torch.randn(5, 4), torch.randint(4, (5,)), torch.randn(5, 4)
+    probabilities = values.softmax(-1)
+    if task_loss != "mse":
+        assert torch.equal(model.task_loss(pred, labels), nn.functional.cross_entropy(pred, labels))
+    if task_loss != "cross_entropy":
+        assert torch.equal(model.task_loss(pred, values), nn.functional.mse_loss(pred, values))
+    if task_loss == "cross_entropy":  # float targets are class probabilities, not regression values
+        assert torch.equal(model.task_loss(pred, probabilities), nn.functional.cross_entropy(pred, probabilities))
+    pred_dict = {"a": pred, "b": pred[:, :2]}
+    if task_loss != "cross_entropy":
+        expected = nn.functional.mse_loss(pred, values) + nn.functional.mse_loss(pred[:, :2], values[:, :2])
+        assert torch.allclose(model.task_loss(pred_dict, {"a": values, "b": values[:, :2]}), expected)
+    if task_loss == "auto":  # a dict with any integer field is read as classification
+        with pytest.raises(symwrap.errors.TargetError, match="field 'b'"):
+            model.task_loss(pred_dict, {"a": values, "b": labels})
+
+
+def test_loss_adds_the_auxiliary_terms_only_when_given_the_input():
+    class WithTerm(symwrap.strategies.GroupAveraging):
+        def auxiliary_loss(self, x):
+            return {"extra": x.sum() * 0 + 2.0}
+
+    model = WithTerm(point_mlp(), symwrap.get_group("O3"), symwrap.get_action("points"),
+                     symwrap.get_action("invariant"), symwrap.strategies.AveragingConfig())
+    pred, target = torch.randn(2, 3), torch.randn(2, 3)
+    task = nn.functional.mse_loss(pred, target)
+    assert model.loss(pred, target) == {"task": task, "total": task}
+    terms = model.loss(pred, target, torch.randn(2, 8, 3))
+    assert set(terms) == {"task", "extra", "total"} and torch.allclose(terms["total"], task + 2.0)
+    assert symwrap.strategies.GroupAveraging.auxiliary_loss(model, None) == {}
+
+
+# --- what the backbone returns, and what it raises ------------------------------------------------------------------
+class Returns(nn.Module):
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return self.make(x)
+
+
+@pytest.mark.parametrize("make, output, message", [
+    (lambda x: (x.sum((1, 2))[:, None].expand(-1, 3),), "invariant",
+     r"returned a tuple of 1 item\(s\); .* \(a tensor\)\. .*OutputAdapter\(backbone, key=0\)"),
+    (lambda x: {"logits": x.sum((1, 2))[:, None]}, "invariant",
+     r"returned a dict with keys \['logits'\]; .*OutputAdapter\(backbone, key='logits'\), or declare a dict output"),
+    (lambda x: x.sum((1, 2)).long()[:, None], "invariant", r"returned a torch.int64 tensor .* must be floating point"),
+    (lambda x: x.sum((1, 2))[:1, None], "invariant", r"returned 1 rows for a batch of 16 inputs .* one row per input"),
+    (lambda x: x.sum(2), "vector", r"returned a torch.float32 tensor of shape \(16, 8\), which does not fit "
+                                   r"output='vector': 'vector' data must be \(B, 3\)"),
+    (lambda x: x, {"pos": "points"},
+     r"returned a torch.float32 tensor of shape \(16, 8, 3\); output=\{'pos': 'points'\} expects"),
+])
+def test_backbone_outputs_that_do_not_fit_are_refused_with_what_was_returned(make, output, message):
+    from symwrap.errors import BackboneOutputError
+
+    model = symwrap.wrap(Returns(make), group="O3", strategy="frames", input="points", output=output)
+    with pytest.raises(BackboneOutputError, match=rf"the backbone Returns {message}"):
+        model(torch.randn(2, 8, 3))
+    unchecked = symwrap.wrap(Returns(make), group="O3", strategy="frames", input="points", output="invariant",
+                             validate=False)
+    try:  # without validation the output is not checked: whatever happens next is not a BackboneOutputError
+        unchecked(torch.randn(2, 8, 3))
+    except BackboneOutputError:  # pragma: no cover - the failure this test is about
+        pytest.fail("validate=False checked the backbone's output")
+    except Exception:  # noqa: BLE001 - the output action may fail on it in its own way
+        pass
+
+
+def test_an_exception_inside_the_backbone_names_the_batch_it_was_given():
+    from symwrap.errors import BackboneError, ShapeError
+
+    def fail(x):
+        raise ValueError("bad input")
+
+    model = symwrap.wrap(Returns(fail), group="O3", strategy="frames", input="points")
+    with pytest.raises(BackboneError, match=r"^the backbone Returns raised ValueError on a torch.float32 tensor of "
+                                            r"shape \(16, 8, 3\): bad input$") as caught:
+        model(torch.randn(2, 8, 3))  # the 8 frame copies of each of the 2 samples
+    assert isinstance(caught.value.__cause__, ValueError)
+
+    def refuse(x):
+        raise ShapeError("symwrap's own")
+
+    with pytest.raises(ShapeError, match="^symwrap's own$"):  # symwrap's errors pass through as they are
+        symwrap.wrap(Returns(refuse), group="O3", strategy="frames", input="points")(torch.randn(2, 8, 3))
+
+
+# --- the input's placement ---------------------------------------------------------------------------------------
+def test_inputs_of_another_dtype_or_device_are_refused_with_the_conversion_to_make():
+    from symwrap.errors import DeviceError, InputDtypeError
+
+    model = symwrap.wrap(point_mlp(), group="O3", strategy="frames", input="points")
+    with pytest.raises(InputDtypeError, match=r"the input is torch.float64 and the model's parameters are "
+                                              r"torch.float32; convert one of them \(x.to\(torch.float32\) or "
+                                              r"model.to\(torch.float64\)\), or run under torch.autocast"):
+        model(torch.randn(2, 8, 3, dtype=torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast mixes dtypes on purpose
+        assert model(torch.randn(2, 8, 3, dtype=torch.bfloat16)).shape == (2, 3)
+    with pytest.raises(DeviceError, match=r"the input is on cpu and the model on meta; move one of them: "
+                                          r"x.to\('meta'\) or model.to\('cpu'\)"):
+        model.to("meta")(torch.randn(2, 8, 3))
+    parameterless = symwrap.wrap(nn.Identity(), group="O3", strategy="frames", input="points", output="points")
+    assert parameterless(torch.randn(2, 8, 3, dtype=torch.float64)).dtype == torch.float64  # nothing to match
+    unchecked = symwrap.wrap(point_mlp().double(), group="O3", strategy="frames", input="points", validate=False)
+    with pytest.raises(symwrap.errors.BackboneError, match="dtype"):  # not checked: the backbone finds out
+        unchecked(torch.randn(2, 8, 3))
+
+
+# --- registry, repr, generator -------------------------------------------------------------------------------------
+def test_the_registry_refuses_duplicates_and_mismatched_names():
+    from symwrap.errors import RegistryError
+
+    averaging = symwrap.strategies.get_strategy("averaging")
+    assert symwrap.strategies.get_strategy(" AVERAGING ") is averaging
+    with pytest.raises(RegistryError, match=r"^a strategy is already registered as 'Averaging'; pass override=True"):
+        symwrap.strategies.register_strategy("Averaging")(averaging)
+    assert symwrap.strategies.register_strategy("averaging", override=True)(averaging) is averaging
+    with pytest.raises(RegistryError, match=r"^GroupAveraging.config_class.strategy is 'averaging'; it must be "
+                                            r"'mean'$"):
+        symwrap.strategies.register_strategy("mean")(averaging)
+    assert "mean" not in symwrap.list_strategies()
+    with pytest.raises(UnknownStrategyError, match="3"):
+        symwrap.strategies.get_strategy(3)
+    names = symwrap.list_strategies()
+    assert names == sorted(names) and {"averaging", "frames", "symmetrization"} <= set(names)
+
+
+def test_repr_and_group_spec_say_what_the_model_was_built_from():
+    model = symwrap.wrap(point_mlp(), group="SO3", strategy="frames", input="points", output="vector")
+    assert repr(model).startswith("FrameAveraging(strategy='frames', group='SO3', input='points', output='vector',\n"
+                                  "  backbone=Sequential(")
+    assert model.group_spec() == "SO3"
+
+
+def test_a_seeded_model_draws_a_new_sample_each_call_and_the_same_sequence_as_its_twin():
+    backbone = point_mlp()
+    models = [symwrap.wrap(backbone, group="SO3", strategy="averaging", input="points", num_samples=2, seed=5)
+              for _ in range(2)]
+    x = torch.randn(2, 8, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ApproximationWarning)
+        first, second = [models[0](x) for _ in range(2)]
+        torch.manual_seed(123)  # the global generator plays no part
+        assert torch.equal(models[1](x), first) and torch.equal(models[1](x), second)
+    assert not torch.equal(first, second)
+    assert models[0].generator_for(torch.device("cpu")) is models[0].generator_for(torch.device("cpu"))
+    unseeded = symwrap.wrap(point_mlp(), group="SO3", strategy="averaging", input="points")
+    assert unseeded.generator_for(torch.device("cpu")) is None
+
+
+def test_equivariance_error_method_measures_the_model_under_its_own_group_and_actions():
+    model = symwrap.wrap(point_mlp(), group="SO3", strategy="averaging", input="points", output="vector",
+                         num_samples=2, seed=0)
+    x = torch.randn(3, 8, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ApproximationWarning)
+        got = model.equivariance_error(x, n=3, generator=torch.Generator().manual_seed(4))
+        model._generator = None  # the model's own draws again from the start
+        expected = equivariance_error(model, x, "SO3", input="points", output="vector", n=3,
+                                      generator=torch.Generator().manual_seed(4))
+    assert got == expected and got > 0.01
+
+
+# --- principal axes (symwrap.geometry) -----------------------------------------------------------------------------
+def axis_aligned(first: float, second: float, third: float) -> torch.Tensor:
+    """Six points ±a·e1, ±b·e2, ±c·e3: centred, with variances a²/3, b²/3, c²/3 along the axes."""
+    points = torch.diag(torch.tensor([first, second, third], dtype=torch.float64))
+    return torch.cat([points, -points])[None]
+
+
+@pytest.mark.parametrize("second, degenerate", [(0.9995**0.5, False), (0.99995**0.5, True), (1.0, True)])
+def test_principal_axes_flag_spectra_with_a_relative_gap_below_the_default_tolerance(second, degenerate):
+    """Relative gaps 5e-4 and 5e-5 between the two largest variances, against the default tolerance 1e-4."""
+    from symwrap.geometry import principal_axes
+
+    axes, centroid, flagged = principal_axes(axis_aligned(1.0, second, 0.5))
+    assert flagged.tolist() == [degenerate]
+    assert torch.equal(centroid, torch.zeros(1, 3, dtype=torch.float64))
+    if not degenerate:  # largest variance first: the axes are ±e1, ±e2, ±e3 in that order
+        assert torch.allclose(axes.abs(), torch.eye(3, dtype=torch.float64)[None], atol=1e-6)
+
+
+def test_principal_axes_of_degenerate_sets_are_the_coordinate_axes_with_finite_gradients():
+    from symwrap.geometry import principal_axes
+
+    x = torch.cat([axis_aligned(1.0, 1.0, 0.5), torch.zeros(1, 6, 3, dtype=torch.float64),
+                   axis_aligned(3.0, 2.0, 1.0)]).requires_grad_(True)
+    axes, centroid, degenerate = principal_axes(x)
+    assert degenerate.tolist() == [True, True, False]
+    assert torch.equal(axes[:2].abs(), torch.eye(3, dtype=torch.float64).expand(2, 3, 3))
+    (axes.sum() + centroid.sum()).backward()
+    assert torch.isfinite(x.grad).all()
+    assert principal_axes(x.detach().float())[0].dtype == torch.float64  # computed in float64
+
+
+def test_principal_axes_follow_the_device_of_the_points():
+    from symwrap.geometry import principal_axes
+
+    axes, centroid, degenerate = principal_axes(torch.zeros(2, 5, 3, device="meta"))
+    assert axes.device.type == centroid.device.type == degenerate.device.type == "meta"
+    assert axes.shape == (2, 3, 3) and centroid.shape == (2, 3) and degenerate.shape == (2,)
+
+
+@pytest.mark.parametrize("points, given", [
+    (torch.zeros(5, 3), r"a torch.float32 tensor of shape \(5, 3\)"),
+    (torch.zeros(2, 5, 3, dtype=torch.long), r"a torch.int64 tensor of shape \(2, 5, 3\)"),
+    ([[0.0, 1.0, 2.0]], "list"),
+])
+def test_principal_axes_need_floating_point_point_sets(points, given):
+    from symwrap.errors import ActionError
+    from symwrap.geometry import principal_axes
+
+    with pytest.raises(ActionError, match=rf"^principal axes need floating-point point sets \(B, N, d\); got {given}$"):
+        principal_axes(points)

@@ -158,6 +158,12 @@ class Action(ABC):
         """A version of this action that is differentiable in the group element."""
         return self
 
+    def acts_exactly(self, group: Group) -> bool:
+        """Whether every element of ``group`` moves this data exactly (permuting entries, or an orthogonal map
+        up to float round-off), so that ``act(g, act(h, x)) == act(gh, x)`` holds to round-off: what an exact
+        strategy needs. Interpolated moves (image rotations that are not quarter turns) do not."""
+        return True
+
     # --- shared checks --------------------------------------------------------------
     def _require_tensor(self, x: Any) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):

@@ -56,6 +56,15 @@ class ImageAction(Action):
         if check_finite:
             self._require_finite(x)
 
+    def acts_exactly(self, group: Group) -> bool:
+        """Only quarter turns and flips move whole pixels; every other angle is interpolated."""
+        if not self.exact or not group.is_finite:
+            return False
+        matrices = group.linear_part(group.elements(dtype=torch.float64), dtype=torch.float64)
+        rounded = matrices.round()
+        integral = bool(((matrices - rounded).abs() < _EXACT_TOLERANCE).all())
+        return integral and bool((rounded.abs().sum(-1) == 1).all())
+
     def differentiable(self) -> ImageAction:
         return ImageAction(self.interpolation, self.mask, exact=False)
 

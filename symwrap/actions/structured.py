@@ -132,5 +132,8 @@ class DictAction(Action):
     def spec(self):
         return {key: action.spec() for key, action in self.fields.items()}
 
+    def acts_exactly(self, group):
+        return all(action.acts_exactly(group) for action in self.fields.values())
+
     def differentiable(self):
         return DictAction({key: action.differentiable() for key, action in self.fields.items()})

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..metrics import invariance_error
 from ..wrap import wrap
 from . import register_benchmark
 from .timing import format_table, median_seconds
@@ -65,6 +66,8 @@ def inference_ratios(quick: bool = False) -> list[dict[str, Any]]:
                     "wrapped_ms": 1000 * seconds[kind],
                     "ratio": seconds[kind] / seconds["bare"],
                     "overhead_ms": 1000 * (seconds[kind] - seconds["bare"]),
+                    # quarter turns move whole pixels, so canonicalizing over C4 or C8 is exactly C4-invariant
+                    "c4_invariance_error": invariance_error(models[kind], x, "C4", input="image"),
                 })
     return rows
 
@@ -126,7 +129,7 @@ def canonicalization_benchmark(quick: bool = False) -> dict[str, Any]:
     training = training_times(quick)
     lines = ["inference time of the canonicalized model / bare backbone (same batch, median of repeats)",
              format_table(inference, ["backbone", "group", "canonicalizer", "bare_ms", "wrapped_ms", "ratio",
-                                      "overhead_ms"]), ""]
+                                      "overhead_ms", "c4_invariance_error"]), ""]
     summary = []
     for backbone in ("vit", "cnn"):
         for group in ("C4", "C8"):

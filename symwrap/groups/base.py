@@ -225,6 +225,8 @@ class Group(ABC):
 
     def exp(self, algebra: torch.Tensor) -> Element:
         """Elements ``exp(A)`` for a batch (B, m, m) of Lie algebra matrices."""
+        if algebra.dtype in (torch.float16, torch.bfloat16):  # torch's matrix_exp is wrong there (exp(0) != I)
+            return torch.linalg.matrix_exp(algebra.float()).to(algebra.dtype)
         return torch.linalg.matrix_exp(algebra)
 
     def check_element(self, g: Element) -> None:  # noqa: B027 - optional hook
@@ -234,7 +236,7 @@ class Group(ABC):
 def _flatten(g: Element) -> torch.Tensor:
     if isinstance(g, tuple):
         return torch.cat([_flatten(part) for part in g], dim=1)
-    return g.reshape(g.shape[0], -1).to(torch.float64)
+    return g.reshape(g.shape[0], math.prod(g.shape[1:])).to(torch.float64)  # not -1: empty batches too
 
 
 def _device_of(g: Element) -> torch.device:

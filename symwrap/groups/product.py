@@ -122,7 +122,8 @@ class ProductGroup(Group):
             }
             if all(v is None for v in mine.values()):
                 reference = next(v for v in given.values() if v is not None)
-                out.append(factor.identity(n, device=reference.device, dtype=reference.dtype))
+                dtype = reference.dtype if reference.is_floating_point() else None  # not a permutation's long
+                out.append(factor.identity(n, device=reference.device, dtype=dtype))
             else:
                 out.append(factor.from_parts(**mine))
         return tuple(out)

@@ -20,7 +20,7 @@ AXES = "xyz"
 
 
 def _axis_index(axis: str) -> int:
-    if axis not in AXES:
+    if axis not in tuple(AXES):  # one letter: "xy" and "" are substrings of "xyz", not axes
         raise ConfigError(f"axis must be one of 'x', 'y', 'z'; got {axis!r}")
     return AXES.index(axis)
 

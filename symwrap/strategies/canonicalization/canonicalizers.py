@@ -19,6 +19,9 @@ from ...geometry import principal_axes
 #: frame vectors shorter than this (the Vector-Neuron network scales points to unit RMS radius) leave the
 #: frame undetermined up to round-off: Gram–Schmidt divides by them
 DEGENERATE_NORM = 1e-4
+#: a third moment along a principal axis below this fraction of Σ|projection|³ leaves the axis's sign to
+#: round-off (a set symmetric about the plane normal to the axis, such as the corners of a box)
+DEGENERATE_MOMENT = 1e-4
 
 
 class ContrastiveScorer(nn.Module):
@@ -108,6 +111,20 @@ class PCAFrame(nn.Module):
             flip = torch.linalg.det(axes) < 0
             axes[..., -1] = torch.where(flip[:, None], -axes[..., -1], axes[..., -1])
         return axes.to(points.dtype)
+
+    @torch.no_grad()
+    def degenerate(self, points: torch.Tensor) -> torch.Tensor:
+        """(B,) ``True`` where the frame is not determined, and so not equivariant: two principal variances
+        alike (their axes are not unique), or a vanishing third moment along an axis whose sign it fixes (all
+        axes, or all but the last one, which a rotation frame orients by the handedness)."""
+        axes, centroid, degenerate = principal_axes(points)
+        projected = (points.to(torch.float64) - centroid.unsqueeze(1)) @ axes
+        moments = (projected**3).sum(dim=1).abs()
+        scale = (projected.abs() ** 3).sum(dim=1).clamp_min(torch.finfo(torch.float64).tiny)
+        weak = moments <= DEGENERATE_MOMENT * scale
+        if self.special:
+            weak = weak[:, :-1]
+        return degenerate | weak.any(dim=1)
 
 
 class VectorNeuronFrame(nn.Module):

@@ -19,7 +19,6 @@ from torch import nn
 from ...actions import Copies, ImageAction, group_copies, mix_inverse_copies
 from ...backbones.introspection import image_channels
 from ...errors import ConfigError, IncompatibleGroupError
-from ...geometry import principal_axes
 from ...groups import Group, select
 from ..approximation import warn_approximation
 from ..base import SymmetricModel
@@ -205,15 +204,14 @@ class Canonicalization(SymmetricModel):
     def is_exact(self, x: Any) -> bool:
         """Exact for finite groups (the arg-max over scored elements is an equivariant choice) and for frames
         that turn exactly with the input (Vector Neurons and PCA, on point sets that give them a non-degenerate
-        frame)."""
+        frame), when the group's elements move the input and the output exactly (not C8 on images, whose
+        45° turns are interpolated)."""
         if self.discrete:
-            return True
-        if isinstance(self.canonicalizer, VectorNeuronFrame):
+            bound = self.input_action.bind(self.group, x)
+            return self.input_action.acts_exactly(bound) and self.output_action.acts_exactly(bound)
+        if isinstance(self.canonicalizer, (VectorNeuronFrame, PCAFrame)):
             points = self.input_action.positions(x)
             return points is not None and not bool(self.canonicalizer.degenerate(points).any())
-        if isinstance(self.canonicalizer, PCAFrame):
-            points = self.input_action.positions(x)
-            return points is not None and not bool(principal_axes(points)[2].any())
         return False
 
     # --- training terms ----------------------------------------------------------------------

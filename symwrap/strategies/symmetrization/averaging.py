@@ -94,9 +94,11 @@ class GroupAveraging(SymmetricModel):
         return mean
 
     def is_exact(self, x: Any) -> bool:
-        """Exact when the group, bound to ``x``, is finite and small enough to average over every element."""
+        """Exact when the group, bound to ``x``, is finite and small enough to average over every element, and
+        its elements move the input and the output exactly (C8 on images interpolates: not exact)."""
         bound = self.input_action.bind(self.group, x)
-        return bound.is_finite and bound.order <= self.config.max_exhaustive_order
+        return (bound.is_finite and bound.order <= self.config.max_exhaustive_order
+                and self.input_action.acts_exactly(bound) and self.output_action.acts_exactly(bound))
 
     @torch.no_grad()
     def monte_carlo_error(self, copies: Any, mean: Any, k: int) -> float:
