@@ -590,3 +590,80 @@ def test_every_metric_checks_the_input_against_the_group(name):
     logits = lambda points: points.flatten(1)  # noqa: E731
     with pytest.raises(ActionError, match=r"'points' data must be \(B, N, 3\) for SO3; got shape \(2, 4, 2\)"):
         METRICS[name](logits, torch.randn(2, 4, 2), "SO3", input="points", output="invariant")
+
+
+# --- defaults and arguments that must reach every step ------------------------------------------------------------
+def test_relative_errors_do_not_depend_on_the_scale_of_the_data():
+    """The default ``eps`` only guards 0/0: outputs a thousand times smaller give the same hand values as in
+    test_the_default_output_is_invariant (centred error 1.5) and test_lie_derivative_by_hand."""
+    x = torch.tensor([[[1.0, 3.0]], [[-1.0, 0.5]]], dtype=torch.float64) / 1000
+    first_x = lambda points: points[:, 0, :1]  # noqa: E731
+    assert metrics.centred_equivariance_error(first_x, x, "C4", input="points") == pytest.approx(1.5, rel=1e-9)
+    assert metrics.equivariance_error(first_x, x, "C4", input="points") == pytest.approx(1.5, rel=1e-9)
+    points = torch.tensor([[[1.0, 2.0], [0.0, 0.0]], [[3.0, -1.0], [1.0, 1.0]]], dtype=torch.float64) / 1000
+    stretch = lambda p: p[:, 0] * torch.tensor([1.0, 2.0], dtype=p.dtype)  # noqa: E731
+    expected = (math.sqrt(5 / 17) + math.sqrt(10 / 13)) / 2
+    assert lie_derivative(stretch, points, "SO2", input="points", output="vector") == pytest.approx(expected, rel=1e-9)
+
+
+def test_assert_equivariant_samples_n_elements_from_the_generator():
+    """With ``n`` and a generator, assert_equivariant measures the very copies equivariance_error measures
+    (its mean is E′), and its message counts the ``n`` sampled elements."""
+    kw = {"input": "points", "output": "vector", "n": 3}
+    result = metrics.assert_equivariant(offset_first_point, OFFSET_POINTS, "SO2", tolerance=100,
+                                        generator=torch.Generator().manual_seed(4), **kw)
+    mean = metrics.equivariance_error(offset_first_point, OFFSET_POINTS, "SO2",
+                                      generator=torch.Generator().manual_seed(4), **kw)
+    assert result["mean"] == pytest.approx(mean, rel=1e-6) and 0 < result["mean"] < result["max"]
+    with pytest.raises(EquivarianceAssertionError, match=r"at element [0-2] of 3 \(sampled\), sample [01]$"):
+        metrics.assert_equivariant(offset_first_point, OFFSET_POINTS, "C4", **kw)
+
+
+def test_assert_equivariant_uses_every_element_up_to_order_1024():
+    """C1024 is the largest group checked on every element: its half turn, element 512, is the worst (as in
+    test_assert_equivariant_names_the_worst_element_and_sample); C1025 is sampled."""
+    with pytest.raises(EquivarianceAssertionError, match=r"largest relative error 4 \(mean [\d.]+\) at element 512 "
+                                                         r"of 1024 \(all elements\), sample 1$"):
+        metrics.assert_equivariant(offset_first_point, OFFSET_POINTS, "C1024", input="points", output="vector")
+    with pytest.raises(EquivarianceAssertionError, match=r"at element \d+ of 16 \(sampled\), sample \d$"):
+        metrics.assert_equivariant(offset_first_point, OFFSET_POINTS, "C1025", input="points", output="vector")
+
+
+def test_assert_equivariant_message_is_reproducible_with_a_generator():
+    """Every sampled element, those of the breakdown by part included, comes from ``generator``: the translation
+    alone, whose error ‖t‖/‖p‖ depends on the sampled t, gives the same message twice."""
+    x = torch.tensor([[[0.0, 0.0, 2.0], [0.0, 3.0, 2.0]]], dtype=torch.float64).repeat(2, 1, 1)
+    messages = []
+    for _ in range(2):
+        with pytest.raises(EquivarianceAssertionError) as raised:
+            metrics.assert_equivariant(lambda points: points[:, 0], x, "E3", input="points", output="vector",
+                                       generator=torch.Generator().manual_seed(1))
+        messages.append(str(raised.value))
+    assert _part_errors(messages[0])["translations"] > 0.1
+    assert messages[0] == messages[1]
+
+
+def test_assert_equivariant_measures_integer_data_as_its_float_copy():
+    """Atom types are integers: the elements, and the rotation alone of the breakdown, are real rotations all the
+    same. A (a, 0, 0) vector read from atom types is not rotated with them, so rotations alone break it."""
+    atoms = torch.tensor([[[1], [6], [8]], [[1], [1], [7]]])
+    first_atom = lambda a: nn.functional.pad(a[:, 0].to(torch.float32), (0, 2))  # noqa: E731
+    messages = []
+    for x in (atoms, atoms.float()):
+        with pytest.raises(EquivarianceAssertionError) as raised:
+            metrics.assert_equivariant(first_atom, x, "SO3xS", input="scalars", output="vector",
+                                       generator=torch.Generator().manual_seed(0))
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1]
+    assert 1 < _part_errors(messages[0])["rotations and reflections"] <= 2  # ‖e1 − R·e1‖, at most 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_lie_derivative_on_cuda():
+    """The Lie algebra basis and the tangents follow the data onto its device: the hand value of
+    test_lie_derivative_by_hand, for SO2 and SE3."""
+    x = torch.tensor([[[1.0, 2.0], [0.0, 0.0]], [[3.0, -1.0], [1.0, 1.0]]], dtype=torch.float64, device="cuda")
+    stretch = lambda p: p[:, 0] * torch.tensor([1.0, 2.0], dtype=p.dtype, device=p.device)  # noqa: E731
+    expected = (math.sqrt(5 / 17) + math.sqrt(10 / 13)) / 2
+    assert lie_derivative(stretch, x, "SO2", input="points", output="vector") == pytest.approx(expected, rel=1e-9)
+    assert lie_derivative(centroid, torch.randn(3, 5, 3, device="cuda"), "SE3", input="points", output="point") < 1e-5

@@ -49,7 +49,8 @@ ROOMS: dict[str, Room] = {
     "groups": Room(("symwrap/groups/*",), ("tests/test_groups.py",)),
     "actions": Room(("symwrap/actions/*",), ("tests/test_actions.py",)),
     "metrics": Room(("symwrap/metrics.py",), ("tests/test_metrics.py",)),
-    "losses": Room(("symwrap/losses.py",), ("tests/test_metrics.py", "tests/test_remul.py", "tests/test_cloning.py")),
+    "losses": Room(("symwrap/losses.py",),
+                   ("tests/test_losses.py", "tests/test_metrics.py", "tests/test_remul.py", "tests/test_cloning.py")),
     "strategy-base": Room(
         ("symwrap/strategies/base.py", "symwrap/strategies/checks.py", "symwrap/strategies/fields.py",
          "symwrap/strategies/registry.py", "symwrap/strategies/approximation.py"),
@@ -121,11 +122,12 @@ def run_room(name: str, room: Room, children: int) -> None:
                        stderr=subprocess.STDOUT, env=env, check=False)
 
 
-def sync(folder: Path) -> None:
-    """Bring the room's copy of the package and the tests up to date with the repository (mutmut then
-    re-mutates changed files and maps new tests to the functions they cover)."""
+def sync(folder: Path, room: Room) -> None:
+    """Bring the room's copy of the package, the tests and its test selection up to date with the repository
+    (mutmut then re-mutates changed files and maps new tests to the functions they cover)."""
     for part in ("symwrap", "tests"):
         shutil.copytree(ROOT / part, folder / part, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + room_config(room))
 
 
 def rerun_survivors(name: str, room: Room, children: int) -> None:
@@ -134,7 +136,7 @@ def rerun_survivors(name: str, room: Room, children: int) -> None:
     if not (folder / "mutants").is_dir():
         run_room(name, room, children)
         return
-    sync(folder)
+    sync(folder, room)
     survivors = [m for m, s in results(folder).items() if s in ("survived", "no tests", "not checked")]
     print(f"[{name}] re-testing {len(survivors)} mutants", flush=True)
     if not survivors:
