@@ -833,3 +833,125 @@ def test_principal_axes_need_floating_point_point_sets(points, given):
 
     with pytest.raises(ActionError, match=rf"^principal axes need floating-point point sets \(B, N, d\); got {given}$"):
         principal_axes(points)
+
+
+# --- principal axes and PCA frames: dtype, relative gaps, tolerance, seeding -------------------------------------
+def with_variances(*variances):
+    """2d points ±sqrt(d v) e_i, whose covariance is exactly diag(variances) (float64, one sample)."""
+    d = len(variances)
+    rows = []
+    for i, variance in enumerate(variances):
+        e = torch.zeros(d, dtype=torch.float64)
+        e[i] = (d * variance) ** 0.5
+        rows += [e, -e]
+    return torch.stack(rows)[None]
+
+
+def test_principal_axes_are_computed_in_float64_and_frames_come_back_in_the_input_dtype():
+    from symwrap.geometry import principal_axes
+    from symwrap.strategies.symmetrization.frames import pca_frames
+
+    x = with_variances(3.0, 2.0, 1.0).float() + 1e3
+    axes, centroid, _ = principal_axes(x)
+    assert axes.dtype == centroid.dtype == torch.float64
+    rotations, centroids, _ = pca_frames(x, special=True)
+    assert rotations.dtype == centroids.dtype == torch.float32
+    assert torch.allclose(centroids, torch.full((1, 3), 1e3))
+
+
+def test_spectral_gaps_are_measured_relative_to_the_largest_variance():
+    from symwrap.geometry import principal_axes
+
+    # gaps 0.99 and 0.0005 of the largest variance (0.05 of the middle one)
+    x = with_variances(1.0, 0.01, 0.0095)
+    assert principal_axes(x, degenerate_tol=1e-2)[2].tolist() == [True]
+    assert principal_axes(x, degenerate_tol=1e-4)[2].tolist() == [False]
+    # a tolerance of 0 still catches an exactly repeated eigenvalue (<=, not <)
+    assert principal_axes(with_variances(1.0, 1.0, 0.25), degenerate_tol=0.0)[2].tolist() == [True]
+    assert principal_axes(with_variances(1.0, 0.5, 0.25), degenerate_tol=0.0)[2].tolist() == [False]
+
+
+def test_principal_axes_of_one_dimensional_and_non_finite_planar_point_sets():
+    from symwrap.geometry import principal_axes
+
+    axes, _, degenerate = principal_axes(torch.tensor([[[0.0], [2.0]], [[1.0], [1.0]]]))
+    assert degenerate.tolist() == [False, True]  # one coordinate: degenerate only when every point coincides
+    assert axes.abs().tolist() == [[[1.0]], [[1.0]]]
+    planar = torch.tensor([[[float("nan"), 0.0], [1.0, 1.0], [2.0, 0.0]]])
+    axes, _, degenerate = principal_axes(planar)
+    assert degenerate.tolist() == [True] and torch.isfinite(axes).all()
+
+
+def test_pca_frames_and_frame_averaging_honour_the_degenerate_tolerance():
+    from symwrap.strategies.symmetrization.frames import pca_frames
+
+    near = with_variances(1.0, 0.995, 0.25).float()  # a relative gap of 0.005 between the first two variances
+    assert pca_frames(near, special=True)[2].tolist() == [False]
+    assert pca_frames(near, special=True, degenerate_tol=1e-2)[2].tolist() == [True]
+    torch.manual_seed(0)
+    mlp = point_mlp(n_points=6)
+    loose = symwrap.wrap(mlp, group="SO3", strategy="frames", input="points", output="vector", seed=0)
+    strict = symwrap.wrap(mlp, group="SO3", strategy="frames", input="points", output="vector", seed=0,
+                          degenerate_tol=1e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ApproximationWarning)
+        assert not torch.allclose(loose(near), strict(near), atol=1e-4)  # PCA frame vs Haar-random frame
+
+
+@pytest.mark.parametrize("special", [True, False])
+def test_random_frames_of_degenerate_point_sets_follow_the_generator(special):
+    from symwrap.strategies.symmetrization.frames import pca_frames
+
+    square = with_variances(1.0, 1.0, 0.25)
+    first = pca_frames(square, special=special, generator=torch.Generator().manual_seed(3))[0]
+    again = pca_frames(square, special=special, generator=torch.Generator().manual_seed(3))[0]
+    other = pca_frames(square, special=special, generator=torch.Generator().manual_seed(4))[0]
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+    torch.manual_seed(0)
+    mlp = point_mlp(n_points=6)
+    models = [symwrap.wrap(mlp, group="O3" if not special else "SO3", strategy="frames", input="points",
+                           output="vector", seed=5) for _ in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ApproximationWarning)
+        assert torch.equal(models[0](square.float()), models[1](square.float()))  # same seed, same frames
+
+
+@pytest.mark.parametrize("special, count", [(True, 2), (False, 4)])
+def test_planar_degenerate_point_sets_get_planar_random_frames(special, count):
+    from symwrap.strategies.symmetrization.frames import pca_frames
+
+    rotations, _, degenerate = pca_frames(with_variances(1.0, 1.0), special=special,
+                                          generator=torch.Generator().manual_seed(0))
+    assert degenerate.tolist() == [True] and rotations.shape == (1, count, 2, 2)
+    eye = torch.eye(2, dtype=torch.float64).expand_as(rotations)
+    assert torch.allclose(rotations.transpose(-1, -2) @ rotations, eye, atol=1e-12)
+
+
+def test_frames_refuse_inputs_without_positions_and_groups_that_permute():
+    model = symwrap.wrap(nn.Linear(3, 3), group="SO3", strategy="frames", input="vector", output="vector")
+    assert not model.is_exact(torch.randn(2, 3))
+    with pytest.raises(symwrap.errors.ActionError,
+                       match=r"input 'vector' has none; use input='points' or a dict with a 'points' field$"):
+        model(torch.randn(2, 3))
+    for group, geometric in [("SO3xS", "SO3"), ("SxE3", "E3")]:
+        expected = (rf"permutation part of {group}; got {group}\. Use group='{geometric}' with a "
+                    r"permutation-equivariant backbone \(PCA frames keep its permutation symmetry\), "
+                    r"or strategy='averaging' or 'canonicalization' for the product\.$")
+        with pytest.raises(IncompatibleGroupError, match=expected):
+            symwrap.wrap(point_mlp(), group=group, strategy="frames", input="points")
+
+
+def test_monte_carlo_averaging_warns_from_two_samples_on():
+    torch.manual_seed(0)
+    model = symwrap.wrap(point_mlp(), group="SO3", strategy="averaging", input="points", output="vector",
+                         num_samples=2, seed=0)
+    with pytest.warns(ApproximationWarning, match="num_samples=2 "):
+        model(torch.randn(8, 8, 3, generator=torch.Generator().manual_seed(1)))
+
+
+def test_averaging_is_not_exact_when_the_output_action_interpolates():
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(16, 64), nn.Unflatten(1, (1, 8, 8)))
+    x = torch.randn(2, 8, 2)
+    c8 = symwrap.wrap(backbone, group="C8", strategy="averaging", input="points", output="image")
+    c4 = symwrap.wrap(backbone, group="C4", strategy="averaging", input="points", output="image")
+    assert not c8.is_exact(x) and c4.is_exact(x)  # points move exactly under C8; 8x8 images only under C4

@@ -95,6 +95,16 @@ class FrameAveraging(SymmetricModel):
                 f"'frames' builds PCA frames for continuous orthogonal groups (O2, SO2, O3, SO3, E3, SE3); "
                 f"got {group.name}. For finite groups use strategy='averaging', which is exact."
             )
+        if group.has_permutation:  # a product: S alone has no linear part and was refused above
+            geometric = "x".join(f.name for f in group.factors if not f.has_permutation)
+            # a PCA frame does not depend on the order of the points, so it keeps a backbone's permutation
+            # symmetry but cannot add one: promising exactness over the product would be false
+            raise IncompatibleGroupError(
+                f"'frames' averages over rotations and reflections only, so it cannot make the backbone "
+                f"equivariant to the permutation part of {group.name}; got {group.name}. Use group="
+                f"{geometric!r} with a permutation-equivariant backbone (PCA frames keep its "
+                "permutation symmetry), or strategy='averaging' or 'canonicalization' for the product."
+            )
         super().__init__(backbone, group, input_action, output_action, config)
 
     def forward(self, x: Any) -> Any:
