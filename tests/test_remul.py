@@ -489,7 +489,8 @@ def test_every_group_must_fit_the_actions_and_one_is_needed():
 
 def test_gradnorm_needs_trainable_parameters_in_its_shared_layer():
     x = torch.randn(4, 5, 3)
-    with pytest.raises(ConfigError, match="GradNorm needs a shared layer with trainable parameters; set shared_layer="):
+    expected = "^GradNorm needs a shared layer with trainable parameters; set shared_layer=$"
+    with pytest.raises(ConfigError, match=expected):
         model = remul(PointMLP(), weighting="gradnorm", shared_layer="net.2").train()  # SiLU: no parameters
         model.loss(model(x), x, x)
     frozen = PointMLP()
