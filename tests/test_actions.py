@@ -1151,3 +1151,35 @@ def test_graph_permutations_must_stay_inside_each_graph():
 
 class _Rotations4D(symwrap.groups.SO3):
     name, dim = "SO4", 4
+
+
+# --- graphs: the optional dependency, finiteness, node counts and edge types, each with its message ------------
+def test_the_graph_action_without_torch_geometric_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch_geometric.data", None)  # makes the import fail
+    message = ("the 'graph' action needs the optional package 'torch_geometric', which is not installed. Install it "
+               "with: pip install 'symwrap[pyg]'")
+    with pytest.raises(symwrap.errors.MissingDependencyError, match=f"^{re.escape(message)}$"):
+        GraphAction().validate(object())
+
+
+def test_graph_validation_checks_finiteness_only_when_asked():
+    pyg = pytest.importorskip("torch_geometric.data")
+    graph = pyg.Data(pos=torch.tensor([[0.0, 0.0, 0.0], [float("nan"), 1.0, 0.0]]))
+    GraphAction().validate(graph)
+    with pytest.raises(symwrap.errors.NonFiniteInputError):
+        GraphAction().validate(graph, check_finite=True)
+
+
+def test_graph_validation_names_what_is_missing_or_mistyped():
+    pyg = pytest.importorskip("torch_geometric.data")
+    message = "the graph has no node count: give it node features data.x, positions data.pos, or set data.num_nodes"
+    with pytest.raises(ActionError, match=f"^{re.escape(message)}$"):
+        GraphAction().validate(pyg.Data(name="a"))
+    with pytest.raises(ActionError, match=r"^'graph' data must be a torch_geometric Data or Batch; got Tensor$"):
+        GraphAction().validate(torch.zeros(3, 3))
+    graph = pyg.Data(pos=torch.zeros(3, 3))
+    graph.edge_index = [[0, 1], [1, 0]]
+    with pytest.raises(ActionError, match=r"got a list of 2 item\(s\)"):
+        GraphAction().validate(graph)

@@ -1,4 +1,5 @@
 import json
+import re
 import warnings
 
 import pytest
@@ -793,3 +794,105 @@ def test_pca_promises_exactness_only_where_the_signs_of_its_axes_are_determined(
         assert equivariance_error(model, x[:1], group, input="points", output="vector", n=8) > 0.1
         if group == "SO3":
             assert equivariance_error(model, x[1:], group, input="points", output="vector", n=8) <= 1e-10
+
+
+# --- the frame error of a learned frame, and the canonicalizer's input size ---------------------------------
+class ConstantFrame(nn.Module):
+    """A frame network that ignores its input: the least equivariant frame there is."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.vectors = nn.Parameter(torch.eye(dim).flatten())
+
+    def forward(self, points):
+        return self.vectors.to(points.dtype).expand(points.shape[0], -1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_frame_error_of_a_constant_frame_is_that_of_a_haar_rotation(dtype):
+    model = _auto_model("SO2", "points", "vector", 2, canonicalizer="contrastive",
+                        canonicalizer_network=ConstantFrame(2)).to(dtype)
+    x = torch.randn(64, 8, 2, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        rotation = model.canonicalizer(x)
+        state = torch.get_rng_state()
+        error = model._frame_error(x, rotation)
+        assert torch.equal(torch.get_rng_state(), state)  # measured with a private generator
+        assert model._frame_error(x, rotation) == error  # the same h every time
+    # ‖R0 − h R0‖ / ‖R0‖ = 2|sin(θ/2)| for a turn by θ: 4/π ≈ 1.27 on average over uniform θ
+    assert 1.0 < error < 1.55
+    exact = _auto_model("SO2", "points", "vector", 2, canonicalizer="contrastive",
+                        canonicalizer_network=RelativePositions()).to(dtype)
+    with torch.no_grad():
+        assert exact._frame_error(x, exact.canonicalizer(x)) < 1e-5
+
+
+class RecordsInput(nn.Module):
+    """A scoring embedding that remembers the images it was given."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.seen = []
+        self.linear = nn.Linear(size * size, 4)
+
+    def forward(self, images):
+        self.seen.append(images)
+        return self.linear(images.flatten(1))
+
+
+@pytest.mark.parametrize("size", [16, 8])
+def test_the_canonicalizer_sees_images_at_its_input_size(size):
+    embedding = RecordsInput(8)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(size * size, 3))
+    model = symwrap.wrap(backbone, group="C4", strategy="canonicalization", input="image", output="invariant",
+                         canonicalizer="contrastive", canonicalizer_network=embedding,
+                         canonicalizer_input_size=8, embedding_dim=4).eval()
+    x = torch.randn(2, 1, size, size, generator=torch.Generator().manual_seed(0))
+    model(x)
+    seen = embedding.seen[-1]
+    assert seen.shape == (8, 1, 8, 8)  # 4 turns of 2 images, one call
+    expected = x if size == 8 else F.interpolate(x, size=(8, 8), mode="bilinear", antialias=True,
+                                                  align_corners=False)
+    assert torch.equal(seen[:2], expected)  # antialiased bilinear shrink; images at the size already untouched
+
+
+# --- which canonicalizer wrap builds, and what it says when it cannot -------------------------------------------
+def test_a_given_frame_network_is_used_and_its_frames_are_made_special():
+    reflecting = ConstantFrame(3)
+    with torch.no_grad():
+        reflecting.vectors.copy_(torch.diag(torch.tensor([1.0, 1.0, -1.0])).flatten())  # a reflection
+    model = _auto_model("SO3", "points", "vector", 3, canonicalizer="equivariant", canonicalizer_network=reflecting)
+    assert type(model.canonicalizer).__name__ == "RegressedFrame" and model.canonicalizer.network is reflecting
+    frames = model.canonicalizer(torch.randn(4, 8, 3))
+    assert frames.shape == (4, 3, 3)
+    assert torch.allclose(torch.linalg.det(frames), torch.ones(4))  # SO3: the reflection is turned into a rotation
+    assert torch.allclose(frames.transpose(1, 2) @ frames, torch.eye(3).expand(4, 3, 3), atol=1e-6)
+    scorer = nn.Sequential(nn.Flatten(), nn.Linear(24, 1))
+    finite = _auto_model("C4", "points", "vector", 3, canonicalizer="equivariant", canonicalizer_network=scorer)
+    assert type(finite.canonicalizer).__name__ == "EquivariantScorer" and finite.canonicalizer.network is scorer
+
+
+def test_a_contrastive_frame_on_images_gets_an_image_encoder():
+    model = symwrap.wrap(small_cnn(out=2), group="O2", strategy="canonicalization", input="image",
+                         output="invariant", canonicalizer="contrastive")
+    assert type(model.canonicalizer.network).__name__ == "ImageEncoder"
+
+
+@pytest.mark.parametrize("group, input, canonicalizer, message", [
+    ("C4", "points", "equivariant", "there is no default equivariant canonicalizer for 'points' under C4; "
+                                    "pass canonicalizer_network= or use canonicalizer='contrastive'"),
+    ("SO2", "image", "pca", "the 'pca' canonicalizer is for point sets; use 'equivariant' or 'contrastive' for "
+                            "images"),
+])
+def test_canonicalizers_that_cannot_be_built_are_refused_with_the_way_out(group, input, canonicalizer, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        symwrap.wrap(nn.Linear(3, 3), group=group, strategy="canonicalization", input=input, output="invariant",
+                     canonicalizer=canonicalizer)
+
+
+def test_reflections_have_no_equivariant_image_canonicalizer():
+    message = ("the equivariant image canonicalizer handles SO2; O2 has reflections. Use canonicalizer='contrastive' "
+               "(a learned frame, approximately equivariant once trained)")
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        symwrap.wrap(small_cnn(out=2), group="O2", strategy="canonicalization", input="image", output="invariant",
+                     canonicalizer="equivariant")

@@ -933,7 +933,7 @@ def test_frames_refuse_inputs_without_positions_and_groups_that_permute():
     with pytest.raises(symwrap.errors.ActionError,
                        match=r"input 'vector' has none; use input='points' or a dict with a 'points' field$"):
         model(torch.randn(2, 3))
-    for group, geometric in [("SO3xS", "SO3"), ("SxE3", "E3")]:
+    for group, geometric in [("SO3xS", "SO3"), ("SxE3", "E3"), ("SO3xT3xS", "SO3xT3")]:
         expected = (rf"permutation part of {group}; got {group}\. Use group='{geometric}' with a "
                     r"permutation-equivariant backbone \(PCA frames keep its permutation symmetry\), "
                     r"or strategy='averaging' or 'canonicalization' for the product\.$")

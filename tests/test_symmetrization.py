@@ -1,3 +1,4 @@
+import re
 import sys
 import warnings
 
@@ -189,7 +190,11 @@ def test_interface_without_a_known_feature_count_is_asked_for_it_at_wrap():
     """Scalars of any width: the permutation network cannot be sized from the layout, and built later (on
     the first batch) its parameters would miss the optimizer and a save made before it: wrap() asks."""
     backbone = nn.Sequential(nn.Flatten(), nn.Linear(10, 1))
-    with pytest.raises(ConfigError, match=r"input 'set' does not fix it.*pass in_features="):
+    message = ("the permutation interface is built at wrap() for a fixed number of features per member, and input "
+               "'set' does not fix it (node features of a graph, scalar fields of any width): pass in_features= (the "
+               "width of what action.members(x) gives: the node features, or the concatenated per-member fields), "
+               "or your own interface_network=")
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
         symwrap.wrap(backbone, group="S", strategy="symmetrization", input="set", output="invariant")
     model = symwrap.wrap(backbone, group="S", strategy="symmetrization", input="set", output="invariant",
                          in_features=2)
@@ -629,3 +634,84 @@ def test_monte_carlo_error_of_a_mean_of_zero_norm_and_of_dict_outputs():
     stacked = torch.cat([copies["pos"], copies["vel"]], dim=1).reshape(3 * 2, 24)
     expected = model.monte_carlo_error(stacked, stacked.reshape(3, 2, 24).mean(0), 3)
     assert dict_model.monte_carlo_error(copies, mean, 3) == pytest.approx(expected, rel=1e-12)
+
+
+# --- the interfaces: built from the config, seeded, and reading what they are given ---------------------------
+def rotation_model(**config):
+    torch.manual_seed(0)
+    return symwrap.wrap(point_mlp(), group="SO3", strategy="symmetrization", input="points", output="vector",
+                        **config)
+
+
+def product_model(**config):
+    torch.manual_seed(0)
+    return symwrap.wrap(point_mlp(), group="SO3xS", strategy="symmetrization", input="points", output="vector",
+                        **config)
+
+
+def test_the_default_interface_networks_follow_the_config():
+    frame_network = rotation_model(hidden=8, layers=1).interface.network
+    assert len(frame_network.layers) == 1 and frame_network.layers[0].map.out_features == 8
+    gin = graph_model(hidden=8, layers=2, noise_scale=0.5, noise_dim=3).interface.network
+    assert (gin.hidden, len(gin.updates), gin.noise_scale, gin.noise_dim) == (8, 2, 0.5, 3)
+
+
+@pytest.mark.parametrize("make, x", [
+    (rotation_model, torch.randn(4, 6, 3, generator=torch.Generator().manual_seed(0))),
+    (graph_model, random_graphs(4)),
+    (product_model, torch.randn(4, 6, 3, generator=torch.Generator().manual_seed(0))),
+], ids=["rotation", "permutation", "product"])
+def test_the_interface_draws_its_noise_from_the_given_generator(make, x):
+    model = make()
+
+    def draw(seed):
+        elements = model.sample(x, generator=torch.Generator().manual_seed(seed))[2].elements
+        return torch.cat([part.double().flatten() for part in (elements if isinstance(elements, tuple) else
+                                                                 (elements,))])
+
+    with torch.no_grad():
+        assert torch.equal(draw(3), draw(3))
+        assert not torch.equal(draw(3), draw(4))  # the noise decides the sample
+
+
+def test_the_rotation_interface_adds_noise_in_units_of_the_cloud_radius():
+    model = rotation_model(frame_noise_scale=0.5)
+    x = torch.randn(4, 6, 3, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(4, 6, 3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        frames = model.sample(x, noise=noise)[2].elements
+        # scaling the cloud scales the noise with it, and the frame network is scale invariant
+        assert torch.allclose(model.sample(10 * x, noise=noise)[2].elements, frames, atol=1e-5)
+        assert not torch.allclose(model.sample(x, noise=2 * noise)[2].elements, frames, atol=1e-3)
+        assert torch.allclose(torch.linalg.det(frames), torch.ones(4))
+
+
+class FixedLogits(nn.Module):
+    """Scores every image the same way: log-probabilities of the four quarter turns."""
+
+    def __init__(self, probabilities):
+        super().__init__()
+        self.register_buffer("logits", torch.tensor(probabilities).log())
+
+    def forward(self, images):
+        return self.logits.expand(images.shape[0], -1)
+
+
+def test_the_finite_interface_samples_the_softmax_of_its_scores_over_the_temperature():
+    """Gumbel-max: element i is drawn with probability softmax(logits / temperature)_i."""
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    model = symwrap.wrap(backbone, group="C4", strategy="symmetrization", input="image", output="invariant",
+                         in_channels=1, temperature=2.0)
+    probabilities = [0.6, 0.25, 0.1, 0.05]
+    model.interface.network = FixedLogits(probabilities)
+    x = torch.zeros(4000, 1, 4, 4)
+    with torch.no_grad():
+        elements = model.sample(x, generator=torch.Generator().manual_seed(0))[2].elements
+    group = symwrap.get_group("C4")
+    counts = torch.bincount(group.index(elements), minlength=4).double() / len(x)
+    expected = torch.softmax(torch.tensor(probabilities).log().double() / 2.0, dim=0)
+    assert torch.allclose(counts, expected, atol=0.03), (counts, expected)
+    # k copies of a batch score it once and draw k times
+    with torch.no_grad():
+        repeated = model.sample(x[:8], k=2, generator=torch.Generator().manual_seed(1))[2].elements
+    assert repeated.shape[0] == 16 and len(set(group.index(repeated).tolist())) > 1
