@@ -345,7 +345,10 @@ def test_image_interface_needs_in_channels_from_a_backbone_that_does_not_tell():
 
 
 def test_finite_groups_off_images_have_no_default_interface():
-    with pytest.raises(symwrap.errors.IncompatibleGroupError, match=r"no default interface network for C4 on 'points'"):
+    message = ("there is no default interface network for C4 on 'points' inputs (the C_n/D_n interface scores images; "
+               "rotations need 3-D points); pass interface_network= (a module mapping (action, group, x, generator) "
+               "to a Sample)")
+    with pytest.raises(symwrap.errors.IncompatibleGroupError, match=f"^{re.escape(message)}$"):
         symwrap.wrap(nn.Linear(2, 2), group="C4", strategy="symmetrization", input="points", output="points")
 
 
@@ -682,6 +685,7 @@ def test_the_rotation_interface_adds_noise_in_units_of_the_cloud_radius():
         frames = model.sample(x, noise=noise)[2].elements
         # scaling the cloud scales the noise with it, and the frame network is scale invariant
         assert torch.allclose(model.sample(10 * x, noise=noise)[2].elements, frames, atol=1e-5)
+        assert torch.allclose(model.sample(0.1 * x, noise=noise)[2].elements, frames, atol=1e-5)
         assert not torch.allclose(model.sample(x, noise=2 * noise)[2].elements, frames, atol=1e-3)
         assert torch.allclose(torch.linalg.det(frames), torch.ones(4))
 

@@ -1,4 +1,4 @@
-"""Mutation testing of symwrap, room by room (``make mutation``; not part of CI: it takes about an hour on 2 cores).
+"""Mutation testing of symwrap, room by room (``make mutation``; not part of CI: about 3 hours on 2 cores).
 
 Each room is a part of the library and the fast tests that should catch any change to it. For every room this
 script copies the package and the tests into ``outputs/mutation/<room>/``, runs mutmut there (which mutates
