@@ -1,4 +1,6 @@
 import copy
+import re
+import warnings
 
 import pytest
 import torch
@@ -8,7 +10,8 @@ import symwrap
 from symwrap.errors import ConfigError, IncompatibleGroupError
 from symwrap.metrics import equivariance_error, invariance_error
 from symwrap.strategies import CloningConfig, SymmetryCloning
-from symwrap.strategies.cloning import EGNNReadout, default_teacher, gaussian_like
+from symwrap.strategies.cloning import EGNNReadout, default_teacher, gaussian_like, resample_parameters
+from symwrap.strategies.cloning.loop import cycle_batches, split_batch, train
 
 PARTICLES = {"pos": "points", "vel": "vectors", "charge": "scalars"}
 
@@ -400,3 +403,537 @@ def test_cloning_an_escnn_teacher_into_a_cnn():
     history = model.clone(x, steps=40, lr=3e-3, progress=False)
     assert history[-1]["total"] < history[0]["total"]
     assert set(history[-1]) >= {"outputs_data", "outputs_transformed", "outputs_gaussian", "features"}
+
+
+# --- config errors name the field and the rule -----------------------------------------------------------
+FEATURES = {"match": "outputs+features", "student_feature_layer": "0", "teacher_feature_layer": "0",
+            "student_feature_dim": 2, "teacher_feature_dim": 2}
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"inputs": "noise"}, "inputs must be one of ('data', 'gaussian', 'both'); got 'noise'"),
+    ({"weight_anchor": -1.0}, "weight_anchor must be a finite number >= 0; got -1.0"),
+    ({"gaussian_scale": 0.0}, "gaussian_scale must be a finite number > 0; got 0.0"),
+    ({"transformed_copies": -1}, "transformed_copies must be an integer >= 0; got -1"),
+    ({"num_samples": 0}, "num_samples must be an integer >= 1; got 0"),
+    ({"resample_teacher_every": 0}, "resample_teacher_every must be an integer >= 1; got 0"),
+    ({**FEATURES, "student_feature_dim": 0}, "student_feature_dim must be an integer >= 1; got 0"),
+    ({**FEATURES, "teacher_feature_dim": 0}, "teacher_feature_dim must be an integer >= 1; got 0"),
+    ({"match": "outputs+features", "student_feature_layer": "0"},
+     "match='outputs+features' needs ['teacher_feature_layer', 'student_feature_dim', 'teacher_feature_dim']: "
+     "the submodules whose outputs are matched and the sizes of their flattened outputs"),
+    ({**FEATURES, "copy_targets": "symmetry"},
+     "copy_targets='symmetry' derives the teacher's outputs on transformed copies but not its features; "
+     "use copy_targets='teacher' with match='outputs+features'"),
+])
+def test_config_errors_name_the_field_and_the_rule(fields, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        CloningConfig(**fields)
+
+
+def test_the_smallest_legal_config_values_are_accepted():
+    config = CloningConfig(transformed_copies=0, resample_teacher_every=1, gaussian_fields=["pos"], num_samples=1,
+                           weight_anchor=0.0, **{**FEATURES, "student_feature_dim": 1, "teacher_feature_dim": 1})
+    assert config.transformed_copies == 0 and config.gaussian_fields == ["pos"]
+    model = clone_vectors(nn.Linear(2, 2), equivariant_linear(), transformed_copies=0)
+    assert set(model.cloning_loss(torch.randn(3, 2))) == {"outputs_data", "outputs_gaussian", "total"}
+
+
+# --- the training loop -----------------------------------------------------------------------------------
+class EmptyLoader:
+    """A loader with no batches that fails loudly if it is iterated again and again."""
+
+    def __init__(self):
+        self.passes = 0
+
+    def __iter__(self):
+        self.passes += 1
+        if self.passes > 2:
+            raise RuntimeError("iterated an empty loader forever")
+        return iter([])
+
+
+def loop_parts():
+    """A one-parameter step loss (w - 3)² that records the batches it sees, and a measure that records its input."""
+    weight = nn.Parameter(torch.zeros(()))
+    seen, measured = [], []
+
+    def step_loss(step, x, y):
+        seen.append((step, x))
+        return {"total": (weight - 3) ** 2}
+
+    def measure(x):
+        measured.append(x)
+        return {"relative": 0.5, "averaged": 0.25}
+
+    return weight, seen, measured, step_loss, measure
+
+
+def test_loader_batches_are_split_cycled_and_checked():
+    x = torch.randn(2, 2)
+    assert split_batch((x,)) == (x, None) and split_batch(x) == (x, None)
+    assert split_batch([x, 1, 2]) == (x, 1)
+    with pytest.raises(ConfigError, match="^the loader yielded an empty batch$"):
+        split_batch(())
+    with pytest.raises(ConfigError, match="^the loader EmptyLoader yielded no batches$"):
+        next(cycle_batches(EmptyLoader()))
+
+
+def test_train_steps_through_the_batches_in_order_and_records_as_documented():
+    weight, seen, measured, step_loss, measure = loop_parts()
+    a, b, c = torch.zeros(1, 2), torch.ones(1, 2), torch.full((1, 2), 2.0)
+    history = train(step_loss, measure, [a, b, c], 4, torch.optim.SGD([weight], lr=0.1), progress=False)
+    assert [step for step, _ in seen] == [0, 1, 2, 3, 4]  # the record before training, then one call per step
+    expected = [a, a, b, c, a]  # step 1 trains on the batch recorded at step 0
+    assert len(seen) == 5 and all(x is e for (_, x), e in zip(seen, expected))
+    assert [entry["step"] for entry in history] == [0, 1, 2, 3, 4]  # log_every defaults to max(1, steps // 10)
+    assert history[0] == {"step": 0, "total": 9.0, "equivariance_error": 0.5, "averaged_equivariance_error": 0.25}
+    assert float(weight.detach()) == pytest.approx(3 - 3 * 0.8**4)
+    assert all(x is a for x in measured)  # measured on the first batch by default
+    probe = torch.randn(3, 2)
+    _, _, measured, step_loss, measure = loop_parts()
+    history = train(step_loss, measure, [a], 20, torch.optim.SGD([weight], lr=0.1), progress=False,
+                    eval_inputs=probe, first_step=7)
+    assert [entry["step"] for entry in history] == list(range(7, 28, 2))
+    assert all(x is probe for x in measured)
+
+
+@pytest.mark.parametrize(("steps", "log_every", "message"), [
+    (-1, None, "steps must be an integer >= 0; got -1"),
+    (2.5, None, "steps must be an integer >= 0; got 2.5"),
+    (4, 0, "log_every must be a positive integer; got 0"),
+    (4, 1.5, "log_every must be a positive integer; got 1.5"),
+])
+def test_train_rejects_bad_step_counts(steps, log_every, message):
+    weight, _, _, step_loss, measure = loop_parts()
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        train(step_loss, measure, torch.zeros(1, 2), steps, torch.optim.SGD([weight], lr=0.1), log_every=log_every,
+              progress=False)
+
+
+def test_train_with_zero_steps_only_records():
+    weight, seen, _, step_loss, measure = loop_parts()
+    history = train(step_loss, measure, torch.zeros(1, 2), 0, torch.optim.SGD([weight], lr=0.1), progress=False)
+    assert [entry["step"] for entry in history] == [0] and float(weight.detach()) == 0 and len(seen) == 1
+
+
+def test_progress_bars_show_the_stage_the_loss_and_the_error(capsys):
+    weight, _, _, step_loss, measure = loop_parts()
+    train(step_loss, measure, torch.zeros(1, 2), 3, torch.optim.SGD([weight], lr=0.1))  # progress by default
+    err = capsys.readouterr().err
+    assert "training: 100%" in err and "3/3" in err and "step/s" in err
+    assert "loss=" in err and "equivariance=5.00e-01" in err
+    model = clone_vectors(nn.Linear(2, 2), equivariant_linear(), seed=0)
+    x, y = torch.randn(4, 2), torch.randn(4, 2)
+    model.clone(x, steps=1)
+    assert "cloning: 100%" in capsys.readouterr().err
+    model.fine_tune([(x, y)], steps=1)
+    assert "fine-tuning (keep): 100%" in capsys.readouterr().err
+    model.clone(x, steps=1, progress=False)
+    model.fine_tune([(x, y)], steps=1, progress=False)
+    train(step_loss, measure, torch.zeros(1, 2), 3, torch.optim.SGD([weight], lr=0.1), progress=False)
+    assert capsys.readouterr().err == ""
+
+
+# --- model: errors, distances and stage bookkeeping ------------------------------------------------------
+def test_model_errors_say_what_to_do():
+    x = torch.randn(4, 2)
+    model = clone_vectors(nn.Linear(2, 2), None)
+    with pytest.raises(ConfigError, match=re.escape(
+            "symmetry cloning needs a teacher: wrap(..., strategy='cloning', teacher=module) or model.set_teacher("
+            "module); symwrap.strategies.cloning.default_teacher(group, input, output) builds a random equivariant "
+            "one. Only the stage-two loss works without one.")):
+        model.cloning_loss(x)
+    with pytest.raises(ConfigError, match=re.escape(
+            "the teacher shares parameters with the student, and freezing it would freeze the student; pass a "
+            "separate module (copy.deepcopy(teacher))")):
+        model.set_teacher(model.backbone)
+    with pytest.raises(ConfigError, match="^there is no weight anchor: set weight_anchor > 0$"):
+        model.reset_anchor()
+    with pytest.raises(ConfigError, match=re.escape(
+            "mode='keep' needs the input for its equivariance term: call model.loss(pred, y, x)")):
+        model.loss(model(x), x)
+    with pytest.raises(ConfigError, match=re.escape(
+            "fine_tune needs a loader of (x, y) batches; got inputs without targets")):
+        model.fine_tune([(x,)], steps=1, progress=False)
+    with pytest.raises(ConfigError, match=re.escape(
+            "no equivariance recorded as 'after cloning'; recorded: []. Call model.record_equivariance(stage, x) "
+            "first.")):
+        model.symmetry_drift(x)
+    student = nn.Sequential(nn.Linear(2, 2))
+    anchored = clone_vectors(student, equivariant_linear(), weight_anchor=1.0)
+    student.append(nn.Linear(2, 2))
+    with pytest.raises(ConfigError, match=re.escape(
+            "the student's parameters changed since its starting weights were stored; call model.reset_anchor()")):
+        anchored.cloning_loss(x)
+
+
+def test_outputs_of_another_shape_than_the_students_are_refused():
+    model = clone_vectors(nn.Linear(2, 2), nn.Linear(2, 3), inputs="data", transformed_copies=0)
+    with pytest.raises(symwrap.SymwrapError, match=re.escape(
+            "student and teacher outputs differ in shape: (4, 2) and (4, 3) (flattened per sample); the teacher "
+            "must predict what the student predicts")):
+        model.cloning_loss(torch.randn(4, 2))
+
+
+def test_kl_distance_is_the_tempered_kl_of_the_teachers_distribution():
+    """KL(softmax(t/T) ‖ softmax(s/T)) · T², averaged over the batch, with no warning."""
+    student, teacher = nn.Linear(2, 3), nn.Linear(2, 3)
+    model = symwrap.wrap(student, group="C4", strategy="cloning", teacher=teacher, input="vector",
+                         output="invariant", inputs="data", transformed_copies=0, distance="kl", temperature=2.0)
+    x = torch.randn(5, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = model.cloning_loss(x)["outputs_data"]
+    p = torch.softmax(teacher(x) / 2, dim=1)
+    q = torch.softmax(student(x) / 2, dim=1)
+    expected = (p * (p.log() - q.log())).sum(dim=1).mean() * 4
+    torch.testing.assert_close(value, expected)
+
+
+class Float64Teacher(nn.Module):
+    """A teacher that answers in float64 to a float32 student."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module.double()
+
+    def forward(self, x):
+        return self.module(x.double())
+
+
+@pytest.mark.parametrize("distance", ["mse", "kl"])
+def test_teacher_outputs_are_cast_to_the_students_dtype(distance):
+    torch.manual_seed(0)
+    model = clone_vectors(mlp(), Float64Teacher(mlp()), distance=distance, match="outputs+features",
+                          student_feature_layer="1", teacher_feature_layer="module.1", student_feature_dim=32,
+                          teacher_feature_dim=32)
+    terms = model.cloning_loss(torch.randn(4, 2))
+    assert all(value.dtype == torch.float32 for value in terms.values()), {k: v.dtype for k, v in terms.items()}
+
+
+def test_weight_anchor_is_the_squared_distance_stored_under_the_students_names():
+    student = nn.Sequential(nn.Linear(2, 2))
+    model = clone_vectors(student, equivariant_linear(), weight_anchor=0.5, inputs="data")
+    assert {key for key in model.state_dict() if key.startswith("anchor.")} == {"anchor.0__weight", "anchor.0__bias"}
+    with torch.no_grad():
+        student[0].weight.add_(2.0)
+        student[0].bias.sub_(1.0)
+    torch.testing.assert_close(model.cloning_loss(torch.randn(3, 2))["anchor"], torch.tensor(0.5 * (4 * 4 + 2 * 1)))
+
+
+def test_steps_are_counted_over_calls_and_the_log_keeps_both_errors():
+    model = clone_vectors(nn.Linear(2, 2), equivariant_linear(), seed=0)
+    x, y = torch.randn(4, 2), torch.randn(4, 2)
+    model.clone(x, steps=2, progress=False)
+    history = model.clone(x, steps=1, progress=False)
+    assert model.cloning_steps == 3 and [entry["step"] for entry in history] == [2, 3]
+    assert model.equivariance_log["after cloning"] == {"relative": history[-1]["equivariance_error"],
+                                                       "averaged": history[-1]["averaged_equivariance_error"]}
+    first = model.fine_tune([(x, y)], steps=2, progress=False)
+    second = model.fine_tune([(x, y)], steps=1, progress=False)
+    assert [entry["step"] for entry in first + second] == [0, 1, 2, 2, 3] and model.fine_tuning_steps == 3
+    assert model.equivariance_log["after fine-tuning"] == {"relative": second[-1]["equivariance_error"],
+                                                           "averaged": second[-1]["averaged_equivariance_error"]}
+
+
+@pytest.mark.parametrize("stage", ["clone", "fine_tune"])
+def test_default_learning_rate_moves_each_weight_by_about_a_thousandth(stage):
+    """Adam's first step moves every weight by about lr; the documented default is 1e-3."""
+    student = nn.Linear(2, 2)
+    model = clone_vectors(student, equivariant_linear(), seed=0)
+    before = student.weight.detach().clone()
+    x = torch.randn(8, 2)
+    if stage == "clone":
+        model.clone(x, steps=1, progress=False)
+    else:
+        model.fine_tune([(x, torch.randn(8, 2))], steps=1, progress=False)
+    torch.testing.assert_close((student.weight.detach() - before).abs(), torch.full((2, 2), 1e-3), atol=1e-5,
+                               rtol=0)
+
+
+@pytest.mark.parametrize("stage", ["clone", "fine_tune"])
+def test_equivariance_is_measured_on_eval_inputs(stage):
+    model = clone_vectors(nn.Linear(2, 2), equivariant_linear(), group="SO2", seed=0)
+    x, probe = torch.randn(8, 2), torch.randn(5, 2) * 3
+    if stage == "clone":
+        history = model.clone(x, steps=0, progress=False, eval_inputs=probe)
+    else:
+        history = model.fine_tune([(x, torch.randn(8, 2))], steps=0, progress=False, eval_inputs=probe)
+    expected = model.record_equivariance("probe", probe)
+    assert history[0]["equivariance_error"] == expected["relative"] != model.record_equivariance("x", x)["relative"]
+
+
+@pytest.mark.parametrize(("every", "expected"), [
+    (1, ["loss", "loss", "resample", "loss", "resample", "loss"]),
+    (3, ["loss", "loss", "loss", "loss", "resample", "loss"]),
+])
+def test_teachers_are_resampled_before_steps_every_plus_one(every, expected):
+    """A new teacher before training steps every+1, 2·every+1, ... (the record at step 0 uses the first)."""
+    model = clone_vectors(nn.Linear(2, 2), equivariant_linear(), resample_teacher_every=every)
+    events = []
+    loss = model.cloning_loss
+    model.resample_teacher = lambda: events.append("resample")
+    model.cloning_loss = lambda x: events.append("loss") or loss(x)
+    model.clone(torch.randn(4, 2), steps=len(expected) - expected.count("resample") - 1, progress=False)
+    assert events == expected
+
+
+def test_equivariance_measurements_use_the_configured_seed_and_sample_count():
+    from symwrap.metrics import equivariance_errors
+
+    x = torch.randn(6, 2)
+    for seed in (None, 3):
+        model = clone_vectors(nn.Linear(2, 2), nn.Linear(2, 2), group="SO2", seed=seed)
+        generator = torch.Generator().manual_seed(seed or 0)
+        expected = equivariance_errors(model, x, "SO2", input="vector", output="vector", n=3, generator=generator)
+        assert model.record_equivariance("now", x, n=3) == expected == model.equivariance_log["now"]
+        assert model.symmetry_drift(x, since="now", n=3)["drift"] == 0
+        generator = torch.Generator().manual_seed(seed or 0)
+        teacher_error = equivariance_errors(model.teacher, x, "SO2", input="vector", output="vector", n=3,
+                                            generator=generator)["relative"]
+        assert model.teacher_equivariance_error(x, n=3) == teacher_error
+
+
+def test_symmetry_drift_compares_with_the_recorded_stage():
+    model = clone_vectors(nn.Linear(2, 2), None, group="SO2", seed=0)
+    x = torch.randn(6, 2)
+    current = model.record_equivariance("now", x)["relative"]
+    model.equivariance_log["after cloning"] = {"relative": 0.25, "averaged": 0.125}
+    assert model.symmetry_drift(x) == pytest.approx({"reference": 0.25, "current": current,
+                                                     "drift": current - 0.25, "ratio": current / 0.25})
+    model.equivariance_log["exact"] = {"relative": 0.0, "averaged": 0.0}
+    assert model.symmetry_drift(x, since="exact")["ratio"] == pytest.approx(current / 1e-12)
+
+
+def test_equivariance_report_and_repr():
+    model = clone_vectors(nn.Linear(2, 2), None)
+    assert model.equivariance_report() == "no equivariance recorded yet"
+    model.equivariance_log["before cloning"] = {"relative": 0.5, "averaged": 0.25}
+    model.equivariance_log["after"] = {"relative": 1e-4, "averaged": 2e-5}
+    assert model.equivariance_report() == ("before cloning  relative 5.000e-01  averaged 2.500e-01\n"
+                                           "after           relative 1.000e-04  averaged 2.000e-05")
+    header = ("SymmetryCloning(strategy='cloning', group='C4', input='vector', output='vector',\n"
+              "  backbone=Linear(in_features=2, out_features=2, bias=True),\n")
+    assert repr(model) == header + "  teacher=None)"
+    model.set_teacher(equivariant_linear())
+    assert repr(model) == header + "  teacher=Linear)"
+
+
+# --- stage two -----------------------------------------------------------------------------------------
+class NormClassifier(nn.Module):
+    """Logits from the norm of a 2-vector: exactly invariant to rotations."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(1, 3)
+
+    def forward(self, x):
+        return self.linear(x.norm(dim=-1, keepdim=True))
+
+
+def test_label_target_applies_the_task_loss_to_the_labels():
+    """target="label": ℓ(f(g·x), g·y); for an invariant classifier that is the task loss itself (cross-entropy)."""
+    torch.manual_seed(0)
+    model = symwrap.wrap(NormClassifier(), group="SO2", strategy="cloning", input="vector", output="invariant",
+                         target="label", beta=2.0, seed=0)
+    x, y = torch.randn(6, 2), torch.randint(0, 3, (6,))
+    terms = model.loss(model(x), y, x)
+    torch.testing.assert_close(terms["task"], nn.functional.cross_entropy(model(x), y))
+    torch.testing.assert_close(terms["equivariance"], 2 * terms["task"])
+    assert float(model.auxiliary_loss(x)["equivariance"].detach()) < 1e-10  # unlabelled: always against the prediction
+
+
+def test_auxiliary_loss_is_beta_times_the_prediction_term():
+    x = torch.randn(6, 2)
+    student = nn.Linear(2, 2)
+    label = clone_vectors(copy.deepcopy(student), None, group="SO2", target="label", beta=3.0, seed=4)
+    prediction = clone_vectors(copy.deepcopy(student), None, group="SO2", beta=3.0, seed=4)
+    aux = label.auxiliary_loss(x)["equivariance"]
+    torch.testing.assert_close(aux, prediction.loss(prediction(x), torch.randn(6, 2), x)["equivariance"])
+    unweighted = clone_vectors(copy.deepcopy(student), None, group="SO2", beta=1.0, seed=4).auxiliary_loss(x)
+    torch.testing.assert_close(aux, 3.0 * unweighted["equivariance"])
+
+
+def test_equivariance_term_samples_from_the_models_generator_num_samples_elements():
+    x, y = torch.randn(6, 2), torch.randn(6, 2)
+    values = []
+    for global_seed in (1, 2):
+        torch.manual_seed(0)
+        student = Counting(nn.Linear(2, 2))
+        torch.manual_seed(global_seed)  # the global generator must not matter
+        model = clone_vectors(student, None, group="SO2", num_samples=4, seed=5)
+        values.append(model.loss(model(x), y, x)["equivariance"])
+        assert student.rows == [6, 24]  # f(x), then the 4 transformed copies of each input in one call
+    torch.testing.assert_close(values[0], values[1], rtol=0, atol=0)
+
+
+def test_keep_mode_with_zero_beta_has_no_equivariance_term():
+    model = clone_vectors(nn.Linear(2, 2), None, beta=0.0)
+    x = torch.randn(3, 2)
+    assert set(model.loss(model(x), x)) == {"task", "total"} and model.auxiliary_loss(x) == {}
+
+
+# --- Gaussian inputs: N(mean, (scale·std)²) per channel, drawn from the given generator ---------------------
+def drawn_like(x, reduce, scale, generator):
+    """The documented draw: the channel's mean and (population) std over ``reduce``, times standard normals."""
+    mean, std = x.mean(dim=reduce, keepdim=True), x.std(dim=reduce, keepdim=True, unbiased=False)
+    return mean + scale * std * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+
+
+@pytest.mark.parametrize(("action", "shape", "reduce"), [
+    ("vector", (6, 3), (0,)),
+    ("points", (4, 5, 3), (0, 1)),
+    ("image", (4, 3, 5, 5), (0, 2, 3)),
+    ("vector", (2,), (0,)),
+])
+def test_gaussian_inputs_are_drawn_per_channel_with_the_default_scale_of_one(action, shape, reduce):
+    x = torch.randn(shape, dtype=torch.float64) * 3 + 1
+    drawn = gaussian_like(symwrap.get_action(action), x, generator=torch.Generator().manual_seed(0))
+    assert drawn.dtype == torch.float64
+    torch.testing.assert_close(drawn, drawn_like(x, reduce, 1.0, torch.Generator().manual_seed(0)), rtol=0, atol=0)
+
+
+def test_a_single_number_is_drawn_with_unit_spread():
+    x = torch.tensor([2.0])
+    drawn = gaussian_like(symwrap.get_action("vector"), x, 0.5, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(drawn, 2.0 + 0.5 * torch.randn(1, generator=torch.Generator().manual_seed(1)))
+
+
+def test_gaussian_dict_fields_use_their_channels_and_the_generator_in_field_order():
+    action = symwrap.get_action({"img": "image", "pos": "points", "charge": "scalars"})
+    x = {"img": torch.randn(3, 2, 4, 4) + 2, "pos": torch.randn(3, 4, 3) * 2, "charge": torch.randn(3, 4, 1)}
+    drawn = gaussian_like(action, x, 0.5, generator=torch.Generator().manual_seed(2))
+    generator = torch.Generator().manual_seed(2)
+    torch.testing.assert_close(drawn["img"], drawn_like(x["img"], (0, 2, 3), 0.5, generator))
+    torch.testing.assert_close(drawn["pos"], drawn_like(x["pos"], (0, 1), 0.5, generator))
+    assert drawn["charge"] is x["charge"]
+
+
+def test_gaussian_inputs_refuse_integer_and_non_tensor_data():
+    with pytest.raises(ConfigError, match=re.escape("random inputs replace floating-point data; input has dtype "
+                                                    "torch.int64")):
+        gaussian_like(symwrap.get_action("vector"), torch.ones(3, 2, dtype=torch.long))
+    particles = {"pos": torch.randn(2, 3, 3), "vel": torch.randn(2, 3, 3), "charge": torch.ones(2, 3, 1).long()}
+    with pytest.raises(ConfigError, match=re.escape("random inputs replace floating-point data; charge has dtype "
+                                                    "torch.int64")):
+        gaussian_like(symwrap.get_action(PARTICLES), particles, fields=["charge"])
+    with pytest.raises(ConfigError, match=re.escape(
+            "random (gaussian) inputs are drawn for tensors and dicts of tensors; got dict. Use inputs='data'.")):
+        gaussian_like(symwrap.get_action("vector"), {"pos": torch.randn(2, 3)})
+
+
+def test_cloning_draws_gaussian_inputs_with_the_configured_scale_and_fields():
+    seen = []
+
+    class Student(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(6, 3)
+
+        def forward(self, x):
+            seen.append(x)
+            return x["pos"] + self.linear(torch.cat([x["pos"], x["vel"]], dim=-1))
+
+    teacher = default_teacher("SO3", PARTICLES, "points", hidden=8, layers=1)
+    model = symwrap.wrap(Student(), group="SO3", strategy="cloning", teacher=teacher, input=PARTICLES,
+                         output="points", inputs="gaussian", gaussian_fields=["vel"], gaussian_scale=1e-6)
+    x = {"pos": torch.randn(3, 4, 3), "vel": torch.randn(3, 4, 3) + 5, "charge": torch.ones(3, 4, 1)}
+    model.cloning_loss(x)
+    (drawn,) = seen
+    assert torch.equal(drawn["pos"], x["pos"])  # not a Gaussian field: the data's
+    torch.testing.assert_close(drawn["vel"], x["vel"].mean(dim=(0, 1), keepdim=True).expand(3, 4, 3), atol=1e-4,
+                               rtol=0)
+
+
+# --- feature matching --------------------------------------------------------------------------------------
+class DictLayer(nn.Module):
+    def forward(self, x):
+        return {"h": x}
+
+
+class DictFeatureNet(nn.Module):
+    """A network whose submodule ``feat`` returns a dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 2)
+        self.feat = DictLayer()
+
+    def forward(self, x):
+        return self.feat(self.linear(x))["h"]
+
+
+def test_feature_layers_are_named_in_errors():
+    features = {"match": "outputs+features", "student_feature_dim": 2, "teacher_feature_dim": 2}
+    many = nn.Sequential(*[nn.Identity() for _ in range(25)])
+    names = [str(i) for i in range(20)]
+    with pytest.raises(ConfigError, match=re.escape(
+            f"student_feature_layer 'nope' is not a submodule of the student Sequential; its submodules include "
+            f"{names}")):
+        clone_vectors(many, nn.Linear(2, 2), student_feature_layer="nope", teacher_feature_layer="", **features)
+    student = nn.Sequential(nn.Linear(2, 2), nn.Tanh())
+    model = clone_vectors(student, nn.Linear(2, 2), student_feature_layer="1", teacher_feature_layer="", **features)
+    del student[1]
+    with pytest.raises(ConfigError, match=re.escape(
+            "student_feature_layer '1' is not a submodule of the student Sequential; its submodules include ['0']")):
+        model.cloning_loss(torch.randn(3, 2))
+    for role, student_layer, teacher_layer in (("student", "feat", "linear"), ("teacher", "linear", "feat")):
+        model = clone_vectors(DictFeatureNet(), DictFeatureNet(), student_feature_layer=student_layer,
+                              teacher_feature_layer=teacher_layer, **features)
+        with pytest.raises(symwrap.SymwrapError, match=re.escape(
+                f"{role}_feature_layer 'feat' returned dict; expected a tensor")):
+            model.cloning_loss(torch.randn(3, 2))
+
+
+def test_the_whole_backbone_output_can_be_the_matched_feature():
+    torch.manual_seed(0)
+    model = clone_vectors(mlp(), mlp(), match="outputs+features", student_feature_layer="",
+                          teacher_feature_layer="", student_feature_dim=2, teacher_feature_dim=2)
+    assert "features" in model.cloning_loss(torch.randn(3, 2))
+
+
+# --- teachers --------------------------------------------------------------------------------------------
+def test_egnn_readout_defaults_and_keyword_arguments():
+    from symwrap.nn import EGNN
+
+    points = torch.randn(2, 4, 3)
+    readout = EGNNReadout()
+    assert readout(points).shape == (2, 1)
+    assert readout.head.in_features == 32 and len(readout.egnn.layers) == 3
+    assert all(layer.vel_mlp is None for layer in readout.egnn.layers)  # positions only
+    small = EGNNReadout(out_features=2, hidden=4, layers=1, attention=True)
+    assert small.egnn.layers[0].attention_mlp is not None and small.head.out_features == 2
+    assert default_teacher("SO3", "points").head.out_features == 1  # the output defaults to "invariant"
+    egnn = default_teacher("O3", "points", "points", hidden=8, layers=2)
+    assert egnn(points).shape == points.shape and all(layer.vel_mlp is None for layer in egnn.layers)
+    reference = EGNN(0, 8, 2, velocity=False)
+    assert sum(p.numel() for p in egnn.parameters()) == sum(p.numel() for p in reference.parameters())
+
+
+def test_default_teacher_for_product_groups_with_permutations():
+    points = torch.randn(2, 5, 3)
+    teacher = default_teacher("E3xS", "points", "invariant", hidden=4, layers=1)
+    assert invariance_error(teacher, points, "E3xS", input="points") < 1e-5
+
+
+def test_no_default_teacher_for_an_invariant_of_particles():
+    with pytest.raises(ConfigError, match=re.escape(
+            f"no default teacher for input {PARTICLES!r} and output 'invariant'; defaults exist for "
+            f"image/invariant, points/points, points/invariant and {PARTICLES}/points. Pass teacher= (any "
+            "equivariant module, e.g. a symwrap.wrap(..., strategy='averaging') model).")):
+        default_teacher("SO3", PARTICLES, "invariant")
+
+
+def test_resampling_needs_something_to_reset():
+    class Bare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(2))
+
+    with pytest.raises(ConfigError, match=re.escape(
+            "cannot resample the teacher Bare: none of its submodules has reset_parameters(); set "
+            "resample_teacher_every=None")):
+        resample_parameters(Bare())
+    assert resample_parameters(nn.Sequential(nn.Tanh())) == 0
+    assert resample_parameters(nn.Linear(2, 3)) == 9
