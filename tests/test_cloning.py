@@ -406,6 +406,11 @@ def test_cloning_an_escnn_teacher_into_a_cnn():
 
 
 # --- config errors name the field and the rule -----------------------------------------------------------
+def exactly(message):
+    """A pattern that matches the whole error message and nothing more."""
+    return f"^{re.escape(message)}$"
+
+
 FEATURES = {"match": "outputs+features", "student_feature_layer": "0", "teacher_feature_layer": "0",
             "student_feature_dim": 2, "teacher_feature_dim": 2}
 
@@ -427,7 +432,7 @@ FEATURES = {"match": "outputs+features", "student_feature_layer": "0", "teacher_
      "use copy_targets='teacher' with match='outputs+features'"),
 ])
 def test_config_errors_name_the_field_and_the_rule(fields, message):
-    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+    with pytest.raises(ConfigError, match=exactly(message)):
         CloningConfig(**fields)
 
 
@@ -506,7 +511,7 @@ def test_train_steps_through_the_batches_in_order_and_records_as_documented():
 ])
 def test_train_rejects_bad_step_counts(steps, log_every, message):
     weight, _, _, step_loss, measure = loop_parts()
-    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+    with pytest.raises(ConfigError, match=exactly(message)):
         train(step_loss, measure, torch.zeros(1, 2), steps, torch.optim.SGD([weight], lr=0.1), log_every=log_every,
               progress=False)
 
@@ -522,7 +527,7 @@ def test_progress_bars_show_the_stage_the_loss_and_the_error(capsys):
     train(step_loss, measure, torch.zeros(1, 2), 3, torch.optim.SGD([weight], lr=0.1))  # progress by default
     err = capsys.readouterr().err
     assert "training: 100%" in err and "3/3" in err and "step/s" in err
-    assert "loss=" in err and "equivariance=5.00e-01" in err
+    assert "loss=3.69" in err and "equivariance=5.00e-01" in err  # the last step's loss (3·0.8²)², to 3 digits
     model = clone_vectors(nn.Linear(2, 2), equivariant_linear(), seed=0)
     x, y = torch.randn(4, 2), torch.randn(4, 2)
     model.clone(x, steps=1)
@@ -539,38 +544,38 @@ def test_progress_bars_show_the_stage_the_loss_and_the_error(capsys):
 def test_model_errors_say_what_to_do():
     x = torch.randn(4, 2)
     model = clone_vectors(nn.Linear(2, 2), None)
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(ConfigError, match=exactly(
             "symmetry cloning needs a teacher: wrap(..., strategy='cloning', teacher=module) or model.set_teacher("
             "module); symwrap.strategies.cloning.default_teacher(group, input, output) builds a random equivariant "
             "one. Only the stage-two loss works without one.")):
         model.cloning_loss(x)
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(ConfigError, match=exactly(
             "the teacher shares parameters with the student, and freezing it would freeze the student; pass a "
             "separate module (copy.deepcopy(teacher))")):
         model.set_teacher(model.backbone)
     with pytest.raises(ConfigError, match="^there is no weight anchor: set weight_anchor > 0$"):
         model.reset_anchor()
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(ConfigError, match=exactly(
             "mode='keep' needs the input for its equivariance term: call model.loss(pred, y, x)")):
         model.loss(model(x), x)
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(ConfigError, match=exactly(
             "fine_tune needs a loader of (x, y) batches; got inputs without targets")):
         model.fine_tune([(x,)], steps=1, progress=False)
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(ConfigError, match=exactly(
             "no equivariance recorded as 'after cloning'; recorded: []. Call model.record_equivariance(stage, x) "
             "first.")):
         model.symmetry_drift(x)
     student = nn.Sequential(nn.Linear(2, 2))
     anchored = clone_vectors(student, equivariant_linear(), weight_anchor=1.0)
     student.append(nn.Linear(2, 2))
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(ConfigError, match=exactly(
             "the student's parameters changed since its starting weights were stored; call model.reset_anchor()")):
         anchored.cloning_loss(x)
 
 
 def test_outputs_of_another_shape_than_the_students_are_refused():
     model = clone_vectors(nn.Linear(2, 2), nn.Linear(2, 3), inputs="data", transformed_copies=0)
-    with pytest.raises(symwrap.SymwrapError, match=re.escape(
+    with pytest.raises(symwrap.SymwrapError, match=exactly(
             "student and teacher outputs differ in shape: (4, 2) and (4, 3) (flattened per sample); the teacher "
             "must predict what the student predicts")):
         model.cloning_loss(torch.randn(4, 2))
@@ -580,14 +585,14 @@ def test_kl_distance_is_the_tempered_kl_of_the_teachers_distribution():
     """KL(softmax(t/T) ‖ softmax(s/T)) · T², averaged over the batch, with no warning."""
     student, teacher = nn.Linear(2, 3), nn.Linear(2, 3)
     model = symwrap.wrap(student, group="C4", strategy="cloning", teacher=teacher, input="vector",
-                         output="invariant", inputs="data", transformed_copies=0, distance="kl", temperature=2.0)
+                         output="invariant", inputs="data", transformed_copies=0, distance="kl", temperature=3.0)
     x = torch.randn(5, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         value = model.cloning_loss(x)["outputs_data"]
-    p = torch.softmax(teacher(x) / 2, dim=1)
-    q = torch.softmax(student(x) / 2, dim=1)
-    expected = (p * (p.log() - q.log())).sum(dim=1).mean() * 4
+    p = torch.softmax(teacher(x) / 3, dim=1)
+    q = torch.softmax(student(x) / 3, dim=1)
+    expected = (p * (p.log() - q.log())).sum(dim=1).mean() * 9
     torch.testing.assert_close(value, expected)
 
 
@@ -811,14 +816,14 @@ def test_gaussian_dict_fields_use_their_channels_and_the_generator_in_field_orde
 
 
 def test_gaussian_inputs_refuse_integer_and_non_tensor_data():
-    with pytest.raises(ConfigError, match=re.escape("random inputs replace floating-point data; input has dtype "
+    with pytest.raises(ConfigError, match=exactly("random inputs replace floating-point data; input has dtype "
                                                     "torch.int64")):
         gaussian_like(symwrap.get_action("vector"), torch.ones(3, 2, dtype=torch.long))
     particles = {"pos": torch.randn(2, 3, 3), "vel": torch.randn(2, 3, 3), "charge": torch.ones(2, 3, 1).long()}
-    with pytest.raises(ConfigError, match=re.escape("random inputs replace floating-point data; charge has dtype "
+    with pytest.raises(ConfigError, match=exactly("random inputs replace floating-point data; charge has dtype "
                                                     "torch.int64")):
         gaussian_like(symwrap.get_action(PARTICLES), particles, fields=["charge"])
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(ConfigError, match=exactly(
             "random (gaussian) inputs are drawn for tensors and dicts of tensors; got dict. Use inputs='data'.")):
         gaussian_like(symwrap.get_action("vector"), {"pos": torch.randn(2, 3)})
 
@@ -868,20 +873,20 @@ def test_feature_layers_are_named_in_errors():
     features = {"match": "outputs+features", "student_feature_dim": 2, "teacher_feature_dim": 2}
     many = nn.Sequential(*[nn.Identity() for _ in range(25)])
     names = [str(i) for i in range(20)]
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(ConfigError, match=exactly(
             f"student_feature_layer 'nope' is not a submodule of the student Sequential; its submodules include "
             f"{names}")):
         clone_vectors(many, nn.Linear(2, 2), student_feature_layer="nope", teacher_feature_layer="", **features)
     student = nn.Sequential(nn.Linear(2, 2), nn.Tanh())
     model = clone_vectors(student, nn.Linear(2, 2), student_feature_layer="1", teacher_feature_layer="", **features)
     del student[1]
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(ConfigError, match=exactly(
             "student_feature_layer '1' is not a submodule of the student Sequential; its submodules include ['0']")):
         model.cloning_loss(torch.randn(3, 2))
     for role, student_layer, teacher_layer in (("student", "feat", "linear"), ("teacher", "linear", "feat")):
         model = clone_vectors(DictFeatureNet(), DictFeatureNet(), student_feature_layer=student_layer,
                               teacher_feature_layer=teacher_layer, **features)
-        with pytest.raises(symwrap.SymwrapError, match=re.escape(
+        with pytest.raises(symwrap.SymwrapError, match=exactly(
                 f"{role}_feature_layer 'feat' returned dict; expected a tensor")):
             model.cloning_loss(torch.randn(3, 2))
 
@@ -918,7 +923,7 @@ def test_default_teacher_for_product_groups_with_permutations():
 
 
 def test_no_default_teacher_for_an_invariant_of_particles():
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(ConfigError, match=exactly(
             f"no default teacher for input {PARTICLES!r} and output 'invariant'; defaults exist for "
             f"image/invariant, points/points, points/invariant and {PARTICLES}/points. Pass teacher= (any "
             "equivariant module, e.g. a symwrap.wrap(..., strategy='averaging') model).")):
@@ -931,9 +936,52 @@ def test_resampling_needs_something_to_reset():
             super().__init__()
             self.weight = nn.Parameter(torch.ones(2))
 
-    with pytest.raises(ConfigError, match=re.escape(
+    with pytest.raises(ConfigError, match=exactly(
             "cannot resample the teacher Bare: none of its submodules has reset_parameters(); set "
             "resample_teacher_every=None")):
         resample_parameters(Bare())
     assert resample_parameters(nn.Sequential(nn.Tanh())) == 0
     assert resample_parameters(nn.Linear(2, 3)) == 9
+
+
+def test_students_with_dict_outputs_are_cloned():
+    class PointsAndVectors(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 3, bias=False)
+
+        def forward(self, x):
+            return {"pos": x + self.linear(x), "vel": self.linear(x)}
+
+    torch.manual_seed(0)
+    model = symwrap.wrap(PointsAndVectors(), group="SO3", strategy="cloning", teacher=PointsAndVectors(),
+                         input="points", output={"pos": "points", "vel": "vectors"}, inputs="data",
+                         transformed_copies=0)
+    x = torch.randn(2, 4, 3)
+    student, teacher = model.backbone(x), model.teacher(x)
+    expected = torch.cat([(student[k] - teacher[k]).reshape(2, -1) for k in ("pos", "vel")], 1).square().mean()
+    torch.testing.assert_close(model.cloning_loss(x)["outputs_data"], expected)
+
+
+def test_transformed_copies_are_sampled_even_for_a_group_of_one_element():
+    """transformed_copies copies per step, whatever the group's order (C1 has only the identity)."""
+    student = Counting(nn.Linear(2, 2))
+    model = clone_vectors(student, equivariant_linear(), group="C1", transformed_copies=3, seed=0)
+    model.cloning_loss(torch.randn(5, 2))
+    assert student.rows == [5 * (1 + 3 + 1)]
+
+
+def test_egnn_teachers_refuse_groups_that_are_not_isometries():
+    """A user-defined group whose elements scale as they rotate: an EGNN is not equivariant to it."""
+    from symwrap.groups.rotations import SO3
+
+    class ScaledRotations(SO3):
+        name = "1.2·SO3"
+
+        def linear_part(self, g, dtype=None):
+            return 1.2 * super().linear_part(g, dtype=dtype)
+
+    with pytest.raises(IncompatibleGroupError, match=exactly(
+            "EGNN teachers are equivariant to orthogonal maps, translations and permutations; the elements of "
+            "1.2·SO3 are not orthogonal")):
+        default_teacher(ScaledRotations(), "points", "invariant", hidden=4, layers=1)

@@ -1,6 +1,7 @@
 import itertools
 import math
 import re
+import warnings
 
 import pytest
 import torch
@@ -791,3 +792,202 @@ def test_default_parameters():
         assert shifts.shape == (20000, 3)
         assert torch.allclose(shifts.std(0), torch.ones(3, dtype=torch.float64), atol=0.03)
     assert symwrap.groups.TranslationGroup().name == "T3" and symwrap.get_group("T3").name == "T3"
+
+
+# --- issue 15: survivors of mutation testing ---------------------------------------------------------------------
+# --- messages that tell the user what to do -------------------------------------------------------------------------
+def test_messages_say_how_to_fix_the_call_in_full():
+    """These errors are the only documentation a user sees at the failing call: each is checked word for word."""
+    with pytest.raises(IncompatibleGroupError, match=re.escape(
+            "factors ['SO3', 'O3'] of 'SO3xO3' both act by linear maps; a direct product needs factors that act on "
+            "different parts (rotations x permutations, ...). Use E3 or SE3 for rotations with translations.") + "$"):
+        symwrap.get_group("SO3xO3")
+    with pytest.raises(UnknownGroupError, match=r"^unknown group 'SO4'; expected one of: C\{n\}, .*\. "
+                                                r"Products are written with 'x', e\.g\. 'SO3xS'\.$"):
+        symwrap.get_group("SO4")
+    with pytest.raises(UnknownGroupError, match=r"^unknown group 3; expected one of: C\{n\}, .*\. "
+                                                r"Pass a group name or a symwrap\.groups\.Group\.$"):
+        symwrap.get_group(3)
+    with pytest.raises(GroupElementError, match=re.escape(
+            "the group 'S' takes its set size from the data: call group.sized(N) "
+            "(wrap() and the metrics do it for you)") + "$"):
+        symwrap.get_group("S").sample(2)
+    with pytest.raises(GroupElementError, match=re.escape(
+            "per-set lengths need a set size n: PermutationGroup(n, lengths)") + "$"):
+        symwrap.groups.PermutationGroup(None, torch.tensor([1, 2]))
+    with pytest.raises(GroupElementError, match=re.escape(
+            "group 'SO3' is infinite and has no element list; use group.sample(n) for Monte Carlo averaging "
+            "instead.") + "$"):
+        symwrap.get_group("SO3").elements()
+
+
+@pytest.mark.parametrize("lengths, shown", [
+    (torch.tensor([[1, 2]]), "shape (1, 2), dtype torch.int64"),
+    (torch.tensor([1.0, 2.0]), "shape (2,), dtype torch.float32"),
+    ((1, 2), "tuple"),
+])
+def test_bad_set_lengths_are_described_by_shape_and_dtype(lengths, shown):
+    """A wrong lengths tensor is shown by its shape and dtype (what is wrong with it), anything else by its type."""
+    with pytest.raises(GroupElementError, match=re.escape(
+            f"set lengths must be a non-empty 1-D integer tensor; got {shown}") + "$"):
+        symwrap.groups.PermutationGroup(3, lengths)
+
+
+def test_euclidean_elements_that_are_not_tensors_are_refused_by_name():
+    """check_element refuses a non-tensor with a GroupElementError naming its type (not an AttributeError)."""
+    group = symwrap.get_group("E3")
+    for bad, shown in [([[1.0]], "list"), (None, "NoneType"), (torch.eye(4), "(4, 4)"),
+                       (torch.eye(3)[None], "(1, 3, 3)")]:
+        with pytest.raises(GroupElementError, match=re.escape(
+                f"elements of E3 are (B, 4, 4) homogeneous matrices [[R, t], [0, 1]]; got {shown}") + "$"):
+            group.check_element(bad)
+
+
+# --- S_1, a product without a space, a group whose elements are tuples ---------------------------------------------
+def test_the_symmetric_group_of_one_member_is_the_trivial_group():
+    """S_n is defined for n >= 1: S1 has one element, the identity, and every sample is it."""
+    for group in (symwrap.groups.PermutationGroup(1), symwrap.get_group("S1"), symwrap.get_group("S").sized(1)):
+        assert group.order == 1 and torch.equal(group.elements(), torch.tensor([[0]]))
+        assert torch.equal(group.sample(3, generator=make_generator(0)), torch.zeros(3, 1, dtype=torch.long))
+        assert torch.equal(group.index(group.identity(2)), torch.tensor([0, 0]))
+
+
+class _Klein(Group):
+    """C2 x C2 written by hand with tuple elements ((B, 1), (B, 1)): it relies on Group's own index and allclose."""
+
+    name = "V4"
+    order = 4
+
+    def sample(self, n, *, generator=None, device=None, dtype=None):
+        return tuple(torch.randint(2, (n, 1), generator=generator, device=device) for _ in range(2))
+
+    def identity(self, n, *, device=None, dtype=None):
+        return tuple(torch.zeros(n, 1, dtype=torch.long, device=device) for _ in range(2))
+
+    def compose(self, g, h):
+        return tuple((a + b) % 2 for a, b in zip(g, h))
+
+    def inverse(self, g):
+        return g
+
+    def elements(self, *, device=None, dtype=None):
+        return (torch.tensor([[0], [0], [1], [1]], device=device), torch.tensor([[0], [1], [0], [1]], device=device))
+
+
+def test_a_custom_group_with_tuple_elements_gets_index_and_allclose_from_group():
+    """Group.index and Group.allclose flatten tuple elements part by part (one row per element)."""
+    group = _Klein()
+    listed = group.elements()
+    assert torch.equal(group.index(listed), torch.arange(4))
+    g = (torch.tensor([[1], [0], [1]]), torch.tensor([[1], [1], [0]]))
+    assert torch.equal(group.index(g), torch.tensor([3, 1, 2]))
+    assert torch.equal(group.index(group.compose(g, g)), torch.zeros(3, dtype=torch.long))
+    assert group.allclose(g, (g[0].double(), g[1])) and not group.allclose(g, (g[0], 1 - g[1]))
+    with pytest.raises(GroupElementError, match="tensor is not an element of 'V4'"):
+        group.index((torch.tensor([[0]]), torch.tensor([[2]])))
+    # a factor that acts on no space leaves the product without a dimension
+    product = symwrap.groups.ProductGroup([symwrap.get_group("S3"), group])
+    assert product.dim is None and product.order == 24 and product.name == "S3xV4"
+
+
+def test_cat_of_a_single_batch_is_that_batch():
+    """cat([g]) is g, for plain and product elements."""
+    from symwrap.groups import cat
+
+    g = symwrap.get_group("SO3xS3").sample(2, generator=make_generator(0))
+    once = cat([g])
+    assert isinstance(once, tuple) and torch.equal(once[0], g[0]) and torch.equal(once[1], g[1])
+    assert torch.equal(cat([g[1]]), g[1])
+    assert element_batch_size(cat([g, g])) == 4
+
+
+# --- dtypes follow the request ----------------------------------------------------------------------------------------
+def test_product_from_parts_builds_missing_factors_in_the_dtype_of_the_given_parts():
+    """A factor with no given part is the identity in the given floating dtype (the default one next to a long
+    permutation), on the given device."""
+    group = symwrap.groups.ProductGroup([symwrap.get_group("SO3"), symwrap.get_group("T3")])
+    rotation = symwrap.get_group("SO3").sample(2, generator=make_generator(0), dtype=torch.float64)
+    rotated = group.from_parts(linear=rotation)
+    assert rotated[1].dtype == torch.float64 and torch.equal(rotated[1], torch.zeros(2, 3, dtype=torch.float64))
+    shifted = group.from_parts(translation=torch.ones(2, 3, dtype=torch.float16))
+    assert shifted[0].dtype == torch.float16
+    assert torch.equal(shifted[0], torch.eye(3, dtype=torch.float16).expand(2, 3, 3))
+    permuted = symwrap.get_group("SO3xS3").from_parts(permutation=torch.tensor([[2, 0, 1]]))
+    assert permuted[0].dtype == torch.get_default_dtype()
+
+
+LIE_BASIS_SHAPES = {"SO2": (1, 2, 2), "O2": (1, 2, 2), "SO3": (3, 3, 3), "O3": (3, 3, 3), "SO2z": (1, 3, 3),
+                    "SO2y": (1, 3, 3), "T3": (3, 3), "E3": (6, 4, 4), "SE3": (6, 4, 4)}
+
+
+@pytest.mark.parametrize("name", LIE_BASIS_SHAPES)
+def test_lie_algebra_bases_have_one_generator_per_dimension_in_the_requested_dtype(name):
+    """k generators for a k-dimensional group (one for rotations about an axis), in the requested dtype."""
+    group = symwrap.get_group(name)
+    for dtype in (torch.float64, torch.float16):
+        basis = group.lie_algebra(dtype=dtype)
+        assert basis.shape == LIE_BASIS_SHAPES[name] and basis.dtype == dtype
+        assert torch.linalg.matrix_rank(basis.reshape(basis.shape[0], -1).double()) == basis.shape[0]
+    assert group.lie_algebra().dtype == torch.get_default_dtype()
+
+
+def test_translation_matrices_keep_the_precision_of_the_translation():
+    """T3.matrix of float64 translations is float64 and holds them exactly (0.1 is not a float32 number)."""
+    t = torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64)
+    matrix = symwrap.get_group("T3").matrix(t)
+    assert matrix.dtype == torch.float64 and torch.equal(matrix[:, :3, 3], t)
+    assert torch.equal(matrix[:, :3, :3], torch.eye(3, dtype=torch.float64)[None])
+
+
+@pytest.mark.parametrize("name", ["E3", "SE3"])
+def test_euclidean_translations_are_drawn_in_the_requested_precision(name):
+    """float64 samples are float64 draws, not float32 draws widened (which round-trip through float32)."""
+    g = symwrap.get_group(name).sample(50, generator=make_generator(3), dtype=torch.float64)
+    translation = symwrap.get_group(name).translation_part(g)
+    assert translation.dtype == torch.float64
+    assert not torch.equal(translation, translation.float().double())
+
+
+def test_haar_rotations_default_to_three_dimensions():
+    """haar_rotations(n) draws rotations of space; dim= picks another dimension."""
+    from symwrap.groups import haar_rotations
+
+    space = haar_rotations(5, generator=make_generator(0), dtype=torch.float64)
+    assert space.shape == (5, 3, 3)
+    assert torch.allclose(torch.linalg.det(space), torch.ones(5, dtype=torch.float64), atol=1e-12)
+    assert haar_rotations(4, 2, generator=make_generator(0)).shape == (4, 2, 2)
+
+
+# --- edge cases -------------------------------------------------------------------------------------------------------
+def test_permutation_matrices_of_an_empty_batch():
+    """An empty batch of permutations has an empty batch of N x N matrices (N from the elements, not their values)."""
+    matrix = symwrap.get_group("S3").matrix(torch.zeros(0, 3, dtype=torch.long))
+    assert matrix.shape == (0, 3, 3) and matrix.dtype == torch.get_default_dtype()
+
+
+def test_index_tolerance_is_inclusive():
+    """Group.index forgives a distance up to and including 1e-4 from a listed element."""
+    group = symwrap.get_group("Mz")
+    listed = group.elements(dtype=torch.float64)
+    nudge = torch.zeros(2, 3, 3, dtype=torch.float64)
+    nudge[:, 0, 1] = 1e-4  # distance exactly 1e-4
+    assert torch.equal(group.index(listed + nudge), torch.tensor([0, 1]))
+
+
+def test_groups_of_different_names_hash_differently():
+    """Equal groups hash equally (checked elsewhere); different groups spread over different hashes."""
+    names = ["SO3", "O3", "C4", "C5", "D4", "S4", "E3", "SO3xS"]
+    assert len({hash(symwrap.get_group(n)) for n in names}) == len(names)
+
+
+def test_listing_product_elements_raises_no_warning():
+    """elements() of a product builds its index grid without torch's warning about meshgrid's indexing."""
+    always = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)  # torch warns once per process otherwise
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            rotation, permutation = symwrap.get_group("C2xS3").elements()
+    finally:
+        torch.set_warn_always(always)
+    assert torch.equal(rotation, torch.tensor([0] * 6 + [1] * 6))

@@ -278,6 +278,23 @@ def test_exported_network_matches(escnn_nets, name):
     torch.testing.assert_close(exported(x), net(x), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["regular", "vector", "steerable"])
+def test_escnn_networks_keep_their_own_filter_bases(kind):
+    """escnn caches filter-basis modules process-wide; a network converted to float64 (or moved to another
+    device) must not convert the basis of every other network built with the same group and kernel."""
+    pytest.importorskip("escnn")
+    from symwrap.nn import RegularCanonicalizerCNN, SteerableCNN, VectorCanonicalizerCNN
+
+    build = {"regular": lambda: RegularCanonicalizerCNN("C4", 1, hidden=2, layers=2),
+             "vector": lambda: VectorCanonicalizerCNN(1, hidden=2, layers=2),
+             "steerable": lambda: SteerableCNN("C4", 1, 3, hidden=2, layers=2)}[kind]
+    first, second = build(), build()
+    first.double()
+    assert all(buffer.dtype == torch.float32 for buffer in second.buffers())
+    x = torch.randn(1, 1, 9, 9)
+    assert second(x).dtype == torch.float32 and first(x.double()).dtype == torch.float64
+
+
 def blobs(batch: int, channels: int, size: int, count: int = 3) -> torch.Tensor:
     """Smooth oriented images: a few off-centre Gaussian blobs per image, inside the inscribed disc."""
     r = torch.arange(size) - (size - 1) / 2

@@ -150,15 +150,19 @@ class _SteerableCNN(nn.Module):
         self.in_channels = in_channels
         field = enn.FieldType(gspace, in_channels * [gspace.trivial_repr])
         hidden_field = enn.FieldType(gspace, hidden * [gspace.regular_repr])
+        # recompute=True: escnn otherwise shares one cached filter-basis module between every convolution of
+        # the same field types in the process, so ``.double()`` or ``.to(device)`` on one network would
+        # convert the basis of all the others.
         blocks = []
         for _ in range(layers - 1):
             blocks.append(enn.SequentialModule(
-                enn.R2Conv(field, hidden_field, kernel_size, padding=kernel_size // 2),
+                enn.R2Conv(field, hidden_field, kernel_size, padding=kernel_size // 2, recompute=True),
                 enn.ReLU(hidden_field, inplace=True),
             ))
             field = hidden_field
         out_field = enn.FieldType(gspace, out_reprs)
-        blocks.append(enn.SequentialModule(enn.R2Conv(field, out_field, kernel_size, padding=kernel_size // 2)))
+        blocks.append(enn.SequentialModule(
+            enn.R2Conv(field, out_field, kernel_size, padding=kernel_size // 2, recompute=True)))
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
