@@ -70,8 +70,8 @@ from tqdm.auto import tqdm
 
 import symwrap
 from symwrap.data import load_fashion_mnist, load_mnist_digits, pad_to
-from symwrap.demo import rotate_images
 from symwrap.metrics import invariance_error
+from symwrap_bench.demo import rotate_images
 
 RESULTS_FILE = "canonicalize_pretrained.json"
 #: side of the zero-padded images: a 28x28 square turned by 45° spans 28·√2 ≈ 39.6 pixels

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from symwrap.benchmarks import cloning
 from symwrap.metrics import centred_equivariance_error
+from symwrap_bench import cloning
 
 
 def student(args: argparse.Namespace) -> nn.Module:

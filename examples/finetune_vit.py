@@ -82,10 +82,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import symwrap
 from symwrap.backbones import adapt_backbone
-from symwrap.benchmarks.timing import median_seconds
 from symwrap.data import load_mnist_digits
 from symwrap.metrics import invariance_error
 from symwrap.nn import SteerableCNN
+from symwrap_bench.timing import median_seconds
 
 GROUP = "C4"
 NUM_CLASSES = 10

@@ -11,7 +11,7 @@ from .actions import get_action, list_actions, register_action
 from .backbones import load_backbone
 from .errors import SymwrapError
 from .groups import get_group, list_groups, register_group
-from .strategies import SymmetricModel, list_strategies, register_strategy
+from .strategies import SymmetricModel, get_strategy, list_strategies, register_strategy
 from .training import History, fit
 from .wrap import load, wrap
 
@@ -26,6 +26,7 @@ __all__ = [
     "fit",
     "get_action",
     "get_group",
+    "get_strategy",
     "groups",
     "list_actions",
     "list_groups",

@@ -1,11 +1,14 @@
 """The ``symwrap`` command.
 
-* ``symwrap demo``: the MNIST demo (a ViT wrapped with C4 averaging).
+* ``symwrap demo``: the MNIST demo (a ViT wrapped with C4 averaging; :mod:`symwrap_bench.demo`).
 * ``symwrap groups``: the registered groups, actions and strategies.
 * ``symwrap train CONFIG.yaml``: train the model a YAML file describes (:mod:`symwrap.experiment`).
 * ``symwrap eval DIR``: accuracy (or MSE) and equivariance error per group element of a trained
   run (:mod:`symwrap.evaluation`); ``--plot`` draws them against the rotation angle.
-* ``symwrap bench NAME``: a benchmark; its table is also written as CSV and JSON.
+* ``symwrap bench NAME``: a benchmark (:mod:`symwrap_bench`); its table is also written as CSV and JSON.
+
+The demo and the benchmarks are applications of the library, in the separate package ``symwrap_bench``;
+this module imports them only inside the commands that run them.
 
 A failure prints one line, ``symwrap <command>: <what went wrong and what to do>``, to stderr and exits
 with status 1 (2 for usage errors); ``symwrap --debug <command> ...`` shows the traceback instead.
@@ -202,7 +205,8 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 def _run(args: argparse.Namespace) -> None:
     """Run the command ``args`` names."""
     if args.command == "demo":
-        from .demo import FINETUNE_STEPS, TRAIN_STEPS, run_demo
+        from symwrap_bench.demo import FINETUNE_STEPS, TRAIN_STEPS, run_demo
+
         from .experiment import check_device
 
         check_device(args.device, "--device")
@@ -218,7 +222,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "eval":
         _eval(args)
     elif args.command == "bench":
-        from .benchmarks import run_benchmark
+        from symwrap_bench import run_benchmark
 
         _writable_folder(args.output_dir, "--output-dir")
         run_benchmark(args.name, quick=args.quick, output_dir=args.output_dir, strategy=args.strategy)

@@ -434,8 +434,7 @@ def evaluate_run(
     splits = load_dataset(name, **options)
     loader = splits.loader(split) if split != "train" else torch.utils.data.DataLoader(
         splits.split("train"), batch_size=splits.batch_size)
-    groups = getattr(model, "groups", None)  # strategies that train several groups at once: each of them
-    groups = list(groups.values()) if isinstance(groups, dict) and len(groups) > 1 else [model.group]
+    groups = list(model.groups.values())  # strategies that train several groups at once: each of them
     sets = [element_set for group in groups
             for element_set in element_sets(group, model.input_action, model.output_action, angles=angles, axis=axis,
                                             max_elements=max_elements, seed=config.training.seed)]

@@ -13,15 +13,15 @@ from typing import Any, NamedTuple
 import torch
 
 from .actions import Action, ActionSpec, Copies, get_action, group_copies
+from .actions.batching import TransformedPredictions
 from .actions.checks import call_model, check_backbone_output, describe
 from .errors import BackboneOutputError, ConfigError, EquivarianceAssertionError, GroupElementError, ShapeError
 from .groups import Group, get_group
-from .losses import TransformedPredictions, errors_from_copies, residual_norms
 
 Model = Callable[[Any], Any]
 
 #: finite groups up to this order are evaluated on every element by default
-EXHAUSTIVE_ORDER = 1024
+MAX_EXHAUSTIVE_ORDER = 1024
 DEFAULT_SAMPLES = 16
 
 
@@ -72,9 +72,9 @@ def _checked(y: Any, model: Model, output_action: Action, group: Group, rows: in
 
 def _copies(group: Group, action: Action, x: Any, n: int | None, generator: torch.Generator | None) -> Copies:
     if n is None:
-        return group_copies(action, group, x, samples=DEFAULT_SAMPLES, exhaustive_up_to=EXHAUSTIVE_ORDER,
+        return group_copies(action, group, x, samples=DEFAULT_SAMPLES, max_exhaustive_order=MAX_EXHAUSTIVE_ORDER,
                             generator=generator)
-    return group_copies(action, group, x, samples=n, exhaustive_up_to=0, generator=generator)
+    return group_copies(action, group, x, samples=n, max_exhaustive_order=0, generator=generator)
 
 
 def _reference_norm(output_action: Action, y: Any, k: int) -> torch.Tensor:
@@ -333,7 +333,7 @@ def assert_equivariant(
     if result["max"] <= tolerance:
         return result
     copy, sample = divmod(int(relative.argmax()), setup.input_action.batch_size(x))
-    every = n is None and setup.bound.is_finite and setup.bound.order <= EXHAUSTIVE_ORDER
+    every = n is None and setup.bound.is_finite and setup.bound.order <= MAX_EXHAUSTIVE_ORDER
     where = f"element {copy} of {moved.k} ({'all elements' if every else 'sampled'}), sample {sample}"
     by_part = _errors_by_part(model, x, setup, y, generator, eps)
     breakdown = "; ".join(f"{_PART_NAMES[part]} alone: {error:.3g}" for part, error in by_part.items())
@@ -356,7 +356,7 @@ def _errors_by_part(model: Model, x: Any, setup: _Setup, y: Any, generator: torc
     parts = [part for part in _PART_NAMES if getattr(group, f"has_{part}")]
     if len(parts) < 2:
         return {}
-    bound, x_rep, g, k = group_copies(input_action, group, x, samples=samples, exhaustive_up_to=0,
+    bound, x_rep, g, k = group_copies(input_action, group, x, samples=samples, max_exhaustive_order=0,
                                       generator=generator)
     probe = input_action.probe(x)
     dtype = probe.dtype if torch.is_floating_point(probe) else None
@@ -372,3 +372,36 @@ def _errors_by_part(model: Model, x: Any, setup: _Setup, y: Any, generator: torc
         moved = TransformedPredictions(bound, only, k, predictions)
         errors[part] = float(_relative_residuals(moved, y, output_action, eps).max())
     return errors
+
+
+def residual_norms(moved: TransformedPredictions, prediction: Any, output_action: Action) -> torch.Tensor:
+    """‖f(g·x) − g·f(x)‖ per transformed copy, ``(k·B,)`` copy-major, from predictions already made."""
+    expected = output_action.act(moved.group, moved.elements, output_action.repeat(prediction, moved.k))
+    return (output_action.flatten(moved.predictions) - output_action.flatten(expected)).norm(dim=1)
+
+
+@torch.no_grad()
+def errors_from_copies(
+    moved: TransformedPredictions, prediction: Any, output_action: Action, eps: float = 1e-12
+) -> dict[str, float]:
+    """Both relative equivariance errors of a batch, from predictions already made (no model call).
+
+    ``relative`` is E′ = mean_g ‖f(g·x) − g·f(x)‖ / ‖f(x)‖; ``averaged`` is
+    E = ‖mean_g g⁻¹·f(g·x) − f(x)‖ / ‖f(x)‖ (REMUL's two metrics), both averaged over the batch.
+    """
+    k = moved.k
+    flat = output_action.flatten(prediction)
+    reference = flat.norm(dim=1).clamp_min(eps)
+    relative = residual_norms(moved, prediction, output_action).reshape(k, -1) / reference
+    undone = output_action.act(moved.group, moved.group.inverse(moved.elements), moved.predictions)
+    averaged = (output_action.flatten(output_action.mean(undone, k)) - flat).norm(dim=1) / reference
+    return {"relative": float(relative.mean()), "averaged": float(averaged.mean())}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EXHAUSTIVE_ORDER":
+        import warnings
+
+        warnings.warn("EXHAUSTIVE_ORDER is deprecated; use MAX_EXHAUSTIVE_ORDER", DeprecationWarning, stacklevel=2)
+        return MAX_EXHAUSTIVE_ORDER
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

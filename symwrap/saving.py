@@ -24,6 +24,7 @@ import os
 import shutil
 import struct
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import DeviceError, ModelFileError, SaveError, SymwrapError, WeightLoadingError
+from .errors import ConfigError, DeviceError, ModelFileError, SaveError, SymwrapError, WeightLoadingError
 
 __all__ = [
     "CONFIG_FILE",
@@ -44,6 +45,7 @@ __all__ = [
     "read_description",
     "read_weights",
     "save_model",
+    "upgrade_config_fields",
 ]
 
 CONFIG_FILE = "symwrap_config.json"
@@ -290,13 +292,36 @@ def rebuild_arguments(description: Mapping[str, Any], directory: str | Path) -> 
         raise ModelFileError(f"{str(path)!r}: the config is for strategy {values['strategy']!r} but the model is "
                              f"{description['strategy']!r}: the file was edited; save the model again")
     try:
-        config = strategy_class.config_class.from_dict(dict(values))
+        config = strategy_class.config_class.from_dict(upgrade_config_fields(strategy_class.config_class, values))
     except SymwrapError as error:
         raise ModelFileError(f"{str(path)!r} has an invalid config: {error}") from error
     except TypeError as error:  # a value of the wrong kind that a config check did not expect
         raise ModelFileError(f"{str(path)!r} has an invalid config: {error}") from error
     return {"strategy": description["strategy"], "group": groups, "input": description["input"],
             "output": description["output"], "config": config}
+
+
+def upgrade_config_fields(config_class: type, values: Mapping[str, Any], stacklevel: int = 3) -> dict[str, Any]:
+    """``values`` (config fields by name) with the names a config no longer uses moved to their new names.
+
+    A config class lists its renamed fields as ``renamed_fields = {old name: new name}``; an old name given
+    (to ``wrap()``, in a YAML ``strategy_config``, in an older ``symwrap_config.json``) still works, with a
+    :class:`DeprecationWarning`.
+
+    Raises:
+        ConfigError: both the old and the new name of a field are given.
+    """
+    values = dict(values)
+    for old, new in getattr(config_class, "renamed_fields", {}).items():
+        if old not in values:
+            continue
+        if new in values:
+            raise ConfigError(f"{config_class.__name__} got both {old}= and {new}=; {old} is the deprecated name "
+                              f"of {new}: give {new} only")
+        warnings.warn(f"{config_class.__name__} field {old!r} is deprecated; use {new!r}", DeprecationWarning,
+                      stacklevel=stacklevel)
+        values[new] = values.pop(old)
+    return values
 
 
 # --- reading the weights ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from .actions import ActionSpec, get_action
 from .backbones import adapt_backbone
 from .errors import ConfigError, IncompatibleGroupError, ModelFileError
 from .groups import Group, get_group
+from .saving import upgrade_config_fields
 from .strategies import StrategyConfig, SymmetricModel, get_strategy
 from .strategies.base import build_config
 
@@ -40,7 +42,9 @@ def wrap(
         input: how the group acts on the input: an action name (``"image"``, ``"points"``,
             ``"graph"``...), an :class:`~symwrap.actions.Action`, or a dict of them for dict inputs.
         output: how it acts on the output (``"invariant"``, ``"vector"``, ``"points"``, ``"regular"``...).
-        config: the strategy's config dataclass; or give its fields as keyword arguments.
+        config: the strategy's config dataclass; or give its fields as keyword arguments. With a dict of
+            groups and their weights, the weights fill the config's per-group weight field (``beta``), which
+            must then be left at its default.
         example_input: a batch like the ones the model will get (optional). The new model runs once on its
             first 2 samples (in eval mode, without gradients; every module's training flag is restored), so that an
             input, or a backbone output, that does not fit ``input``/``output`` raises here rather than at the
@@ -59,10 +63,15 @@ def wrap(
     """
     strategy_class = get_strategy(strategy)
     modules = {key: kwargs.pop(key) for key in strategy_class.module_arguments if key in kwargs}
-    config_fields = kwargs
-    resolved_group = _resolve_groups(group, strategy_class, kwargs)
+    for key in strategy_class.adapted_module_arguments:
+        if modules.get(key) is not None:
+            modules[key] = adapt_backbone(modules[key])
+    config_fields = upgrade_config_fields(strategy_class.config_class, kwargs)
+    resolved_group, weights = _resolve_groups(group, strategy_class)
     input_action, output_action = get_action(input), get_action(output)
     if config is None:
+        if weights is not None:
+            config_fields = _with_group_weights(config_fields, strategy_class, weights)
         config = build_config(strategy_class.config_class, config_fields)
     elif config_fields:
         raise ConfigError(f"pass either config= or config fields, not both; got config and {sorted(config_fields)}")
@@ -70,6 +79,8 @@ def wrap(
         raise ConfigError(
             f"strategy {strategy!r} takes a {strategy_class.config_class.__name__}; got {type(config).__name__}"
         )
+    elif weights is not None:
+        config = _config_with_group_weights(config, strategy_class, weights)
     wrapped = strategy_class(adapt_backbone(model), resolved_group, input_action, output_action, config, **modules)
     _place_like_backbone(wrapped)
     if example_input is not None:
@@ -105,31 +116,54 @@ def _try_example(model: SymmetricModel, example_input: Any) -> None:
 
 def _resolve_groups(
     group: str | Group | Sequence[str | Group] | Mapping[str, float], strategy_class: type[SymmetricModel],
-    config_fields: dict[str, Any],
-) -> Group | list[Group]:
-    """One group, or a list of them for strategies that train several symmetries at once; a dict
-    ``{group: weight}`` also fills the strategy's per-group weight field (``beta`` for REMUL)."""
+) -> tuple[Group | list[Group], dict[str, float] | None]:
+    """One group, or a list of them for strategies that train several symmetries at once; with the per-group
+    weights ``{group name: weight}`` of a dict ``{group: weight}`` (``None`` for a name, a group or a list)."""
     if isinstance(group, (str, Group)):
-        return get_group(group)
+        return get_group(group), None
     field = strategy_class.group_weights_field
     if field is None:
         raise ConfigError(
             f"strategy {strategy_class.config_class.strategy!r} takes one group; got {group!r}. "
             "Several groups at once: strategy='remul'"
         )
+    weights = None
     if isinstance(group, Mapping):
-        if field in config_fields:
-            raise ConfigError(f"give the per-group weights either in the group dict or as {field}=, not both")
-        config_fields[field] = {get_group(name).name: weight for name, weight in group.items()}
+        weights = {get_group(name).name: weight for name, weight in group.items()}
     if not isinstance(group, (Mapping, Sequence)) or not group:
         raise ConfigError(f"group must be a name, a Group, or a non-empty list or dict of them; got {group!r}")
-    return [get_group(name) for name in group]
+    return [get_group(name) for name in group], weights
 
 
-def load(directory: str | Path, backbone: nn.Module, **modules: nn.Module) -> SymmetricModel:
+def _with_group_weights(config_fields: dict[str, Any], strategy_class: type[SymmetricModel],
+                        weights: dict[str, float]) -> dict[str, Any]:
+    """The config fields given to ``wrap()`` with the group dict's weights in the per-group weight field."""
+    field = strategy_class.group_weights_field
+    if field in config_fields:
+        raise ConfigError(f"give the per-group weights either in the group dict or as {field}=, not both")
+    return {**config_fields, field: weights}
+
+
+def _config_with_group_weights(config: StrategyConfig, strategy_class: type[SymmetricModel],
+                               weights: dict[str, float]) -> StrategyConfig:
+    """A copy of ``config`` whose per-group weight field holds the group dict's weights; the field must be at
+    its default, so that weights given in the config are never silently replaced."""
+    field = strategy_class.group_weights_field
+    default = next(f for f in dataclasses.fields(config) if f.name == field).default
+    if getattr(config, field) != default:
+        raise ConfigError(
+            f"per-group weights were given both in the group dict and as config.{field}="
+            f"{getattr(config, field)!r}; give them in one place: a list of groups with config.{field}, or the "
+            f"dict with config.{field} left at its default ({default!r})"
+        )
+    return dataclasses.replace(config, **{field: weights})
+
+
+def load(directory: str | Path, backbone: nn.Module | None = None, **modules: nn.Module) -> SymmetricModel:
     """Rebuild a model saved with ``save_pretrained(directory)`` around ``backbone``
     (an instance of the same architecture) and load its weights, bit for bit. Strategies that took
     modules besides the backbone (``canonicalizer_network=``) take them again here.
+    ``SymmetricModel.from_pretrained(backbone, directory)`` is the same in peft's argument order.
 
     Raises:
         ModelFileError: the folder, ``symwrap_config.json`` or ``model.safetensors`` is missing, empty,
@@ -142,6 +176,12 @@ def load(directory: str | Path, backbone: nn.Module, **modules: nn.Module) -> Sy
     from .saving import CONFIG_FILE as SAVED_CONFIG
     from .saving import apply_weights, read_description, read_weights, rebuild_arguments
 
+    if isinstance(directory, nn.Module) and isinstance(backbone, (str, Path)):
+        raise ConfigError("symwrap.load takes (directory, backbone); got the backbone first. Use "
+                          "symwrap.load(directory, backbone) or SymmetricModel.from_pretrained(backbone, directory)")
+    if backbone is None:
+        raise ConfigError(f"symwrap.load({str(directory)!r}) needs the backbone the model was saved around: "
+                          "pass backbone= (an instance of the same architecture; its weights are overwritten)")
     description = read_description(directory)
     arguments = rebuild_arguments(description, directory)
     tensors = read_weights(directory, description)

@@ -451,7 +451,7 @@ def test_graph_action_law_on_ragged_batches_with_enumerated_elements(sizes, seed
 
     batch = _graph_batch(tuple(sizes))
     action = GraphAction()
-    copies = group_copies(action, symwrap.get_group("S"), batch, samples=1, exhaustive_up_to=1024)
+    copies = group_copies(action, symwrap.get_group("S"), batch, samples=1, max_exhaustive_order=1024)
     assert copies.k == math.factorial(max(sizes))
     group, x = copies.group, copies.x
     h = group.fit_rows(group.sample(action.batch_size(x), generator=make_generator(seed)))
@@ -905,30 +905,30 @@ def test_small_finite_groups_are_enumerated_copy_by_copy():
     from symwrap.actions import group_copies
 
     x = torch.randn(2, 1, 4, 4, generator=make_generator(0), dtype=torch.float64)
-    copies = group_copies(get_action("image"), symwrap.get_group("D4"), x, samples=3, exhaustive_up_to=8)
+    copies = group_copies(get_action("image"), symwrap.get_group("D4"), x, samples=3, max_exhaustive_order=8)
     assert copies.k == 8 and copies.x.shape == (16, 1, 4, 4)
     assert torch.equal(copies.elements, torch.arange(8).repeat_interleave(2))  # copy i holds element i
     assert torch.equal(copies.x[2:4], x) and copies.group == symwrap.get_group("D4")
-    sampled = group_copies(get_action("image"), symwrap.get_group("D4"), x, samples=3, exhaustive_up_to=7,
+    sampled = group_copies(get_action("image"), symwrap.get_group("D4"), x, samples=3, max_exhaustive_order=7,
                            generator=make_generator(1))
     assert sampled.k == 3 and sampled.x.shape == (6, 1, 4, 4) and sampled.elements.shape == (6,)
-    again = group_copies(get_action("image"), symwrap.get_group("D4"), x, samples=3, exhaustive_up_to=7,
+    again = group_copies(get_action("image"), symwrap.get_group("D4"), x, samples=3, max_exhaustive_order=7,
                          generator=make_generator(1))
     assert torch.equal(sampled.elements, again.elements)
     rotations = group_copies(get_action("points"), symwrap.get_group("SO3xS"), points(0), samples=2,
-                             exhaustive_up_to=10**6, generator=make_generator(2))
+                             max_exhaustive_order=10**6, generator=make_generator(2))
     assert rotations.k == 2 and rotations.elements[0].dtype == torch.float64  # elements follow the data's dtype
     assert rotations.group.factors[1].n == N and rotations.elements[1].shape == (2 * B, N)
     meta = group_copies(get_action("points"), symwrap.get_group("SO3"), points(0).float(), samples=2,
-                        exhaustive_up_to=0)
+                        max_exhaustive_order=0)
     assert meta.elements.dtype == torch.float32
     integer = group_copies(get_action("scalars"), symwrap.get_group("S"), torch.ones(2, 3, dtype=torch.long),
-                           samples=2, exhaustive_up_to=6)
+                           samples=2, max_exhaustive_order=6)
     assert integer.k == 6 and integer.elements.shape == (12, 3)
     for samples in (0, 2.0, True):
         with pytest.raises(symwrap.errors.ConfigError, match=f"must be an integer >= 1; got {samples!r}"):
             group_copies(get_action("points"), symwrap.get_group("SO3"), points(0), samples=samples,
-                         exhaustive_up_to=0)
+                         max_exhaustive_order=0)
 
 
 def test_mixing_inverse_copies_picks_or_blends_them():
@@ -936,7 +936,7 @@ def test_mixing_inverse_copies_picks_or_blends_them():
 
     x = torch.randn(2, 1, 4, 4, generator=make_generator(0), dtype=torch.float64)
     action, c4 = get_action("image"), symwrap.get_group("C4")
-    copies = group_copies(action, c4, x, samples=1, exhaustive_up_to=4)
+    copies = group_copies(action, c4, x, samples=1, max_exhaustive_order=4)
     pick = torch.zeros(2, 4, dtype=torch.float64)
     pick[0, 1], pick[1, 3] = 1.0, 1.0
     mixed = mix_inverse_copies(action, copies, pick)

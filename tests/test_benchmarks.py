@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from symwrap.benchmarks import UnknownBenchmarkError, run_benchmark
 from symwrap.errors import ConfigError
+from symwrap_bench import UnknownBenchmarkError, run_benchmark
 
 
 def test_quick_canonicalization_benchmark_prints_and_writes_its_tables(tmp_path, capsys):
@@ -27,7 +27,7 @@ def test_quick_canonicalization_benchmark_prints_and_writes_its_tables(tmp_path,
 
 def test_quick_nbody_benchmark_table_and_remul_lowers_the_equivariance_error(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from symwrap.benchmarks.nbody import METHODS
+    from symwrap_bench.nbody import METHODS
 
     result = run_benchmark("nbody", quick=True, output_dir=tmp_path)
     out = capsys.readouterr().out
@@ -47,7 +47,7 @@ def test_quick_nbody_benchmark_table_and_remul_lowers_the_equivariance_error(tmp
 
 def test_quick_nbody_symmetrization_benchmark_compares_the_symmetrizations(tmp_path):
     pytest.importorskip("escnn")
-    from symwrap.benchmarks.nbody import SYMMETRIZATION_METHODS
+    from symwrap_bench.nbody import SYMMETRIZATION_METHODS
 
     result = run_benchmark("nbody", quick=True, output_dir=tmp_path, strategy="symmetrization")
     rows = {r["method"]: r for r in result["rows"]}
@@ -66,7 +66,7 @@ def test_benchmarks_without_strategy_variants_refuse_one():
 
 def test_quick_graphs_benchmark_symmetrization_beats_message_passing(tmp_path, capsys):
     pytest.importorskip("torch_geometric")
-    from symwrap.benchmarks.graphs import METHODS
+    from symwrap_bench.graphs import METHODS
 
     result = run_benchmark("graphs", quick=True, output_dir=tmp_path)
     assert "epoch_time_vs_mlp" in capsys.readouterr().out
@@ -87,7 +87,7 @@ def test_quick_cloning_benchmark_table_and_cloning_lowers_the_equivariance_error
     pytest.importorskip("timm")
     pytest.importorskip("escnn")
     pytest.importorskip("mlxtend")
-    from symwrap.benchmarks.cloning import COLUMNS, PARTICLE_TEACHERS, ImageSettings, cloned_method, methods
+    from symwrap_bench.cloning import COLUMNS, PARTICLE_TEACHERS, ImageSettings, cloned_method, methods
 
     result = run_benchmark("cloning", quick=True, output_dir=tmp_path)
     out = capsys.readouterr().out
@@ -131,8 +131,8 @@ def test_quick_cloning_benchmark_table_and_cloning_lowers_the_equivariance_error
 
 
 def test_cloning_benchmark_refuses_an_unknown_cloning_teacher():
-    from symwrap.benchmarks.cloning import ImageSettings
     from symwrap.errors import ConfigError
+    from symwrap_bench.cloning import ImageSettings
 
     with pytest.raises(ConfigError, match="got \\('pretrained',\\)"):
         ImageSettings(cloning_teachers=("pretrained",))

@@ -1,4 +1,5 @@
 import json
+import math
 import re
 import warnings
 
@@ -681,17 +682,18 @@ def test_misuses_raise_errors_that_say_what_to_do():
     with pytest.raises(ConfigError, match="canonicalizer_input_size resizes images"):
         wrap(mlp, group="SO3", strategy="canonicalization", input="points", output="vector",
              canonicalizer_input_size=8)
-    with pytest.raises(ConfigError, match="no default equivariant canonicalizer for 'points' under C4"):
-        wrap(mlp, group="C4", strategy="canonicalization", input="points", output="vector",
-             canonicalizer="equivariant")
-    with pytest.raises(ConfigError, match="no default contrastive network for S on this input"):
+    with pytest.raises(ConfigError, match="no default 'encoder' network for S on 'set' inputs.*"
+                                          "For canonicalization: pass canonicalizer_network=$"):
         wrap(mlp, group="S", strategy="canonicalization", input="set", output="invariant")
-    with pytest.raises(ConfigError, match="O2 has reflections.*canonicalizer='contrastive'"):
+    with pytest.raises(ConfigError, match="no default 'frame' network for O2 on 'image' inputs.*='contrastive'"):
         wrap(small_cnn(), group="O2", strategy="canonicalization", input="image", canonicalizer="equivariant")
-    with pytest.raises(ConfigError, match="'pca' canonicalizer is for point sets"):
+    with pytest.raises(ConfigError, match="'pca' canonicalizer builds frames from point positions, and 'image' data"):
         wrap(small_cnn(), group="SO2", strategy="canonicalization", input="image", canonicalizer="pca")
+    with pytest.raises(ConfigError, match="'pca' canonicalizer builds frames from point positions, and 'vector' data"):
+        wrap(nn.Linear(3, 3), group="SO3", strategy="canonicalization", input="vector", output="vector",
+             canonicalizer="pca")
     model = wrap(nn.Linear(3, 3), group="SO3", strategy="canonicalization", input="vector", output="vector",
-                 canonicalizer="pca")
+                 canonicalizer="contrastive", canonicalizer_network=nn.Linear(3, 9))
     with pytest.raises(ConfigError, match="builds a frame from point positions or an image; input 'vector'"):
         model(torch.randn(2, 3))
     network = nn.Sequential(nn.Flatten(), nn.Linear(24, 32))
@@ -879,10 +881,13 @@ def test_a_contrastive_frame_on_images_gets_an_image_encoder():
 
 
 @pytest.mark.parametrize("group, input, canonicalizer, message", [
-    ("C4", "points", "equivariant", "there is no default equivariant canonicalizer for 'points' under C4; "
-                                    "pass canonicalizer_network= or use canonicalizer='contrastive'"),
-    ("SO2", "image", "pca", "the 'pca' canonicalizer is for point sets; use 'equivariant' or 'contrastive' for "
-                            "images"),
+    ("SO2", "image", "pca", "the 'pca' canonicalizer builds frames from point positions, and 'image' data has none; "
+                            "use 'equivariant' or 'contrastive'"),
+    ("C4", "vector", "equivariant",
+     "there is no default 'regular_scores' network for C4 on 'vector' inputs; the registered ones are: "
+     "escnn-regular-cnn (images under C_n or D_n (escnn)), copy-scores (a finite group, on data with a default "
+     "encoder). Pass your own network, or register one with symwrap.nn.register_default_network. For "
+     "canonicalization: pass canonicalizer_network="),
 ])
 def test_canonicalizers_that_cannot_be_built_are_refused_with_the_way_out(group, input, canonicalizer, message):
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
@@ -890,9 +895,46 @@ def test_canonicalizers_that_cannot_be_built_are_refused_with_the_way_out(group,
                      canonicalizer=canonicalizer)
 
 
+@pytest.mark.parametrize("group", ["C4", "D4"])
+def test_finite_groups_on_points_get_an_exact_equivariant_canonicalizer_scoring_every_copy(group):
+    """Off images the registry's regular scores score every transformed copy with a point encoder."""
+    from symwrap.nn import CopyScores, PointEncoder
+
+    torch.manual_seed(0)
+    model = symwrap.wrap(nn.Sequential(nn.Flatten(), nn.Linear(10, 2)), group=group, strategy="canonicalization",
+                         input="points", output="vector", canonicalizer="equivariant").eval()
+    assert isinstance(model.canonicalizer.network, CopyScores)
+    assert isinstance(model.canonicalizer.network.encoder, PointEncoder)
+    x = torch.randn(6, 5, 2)
+    assert equivariance_error(model, x, group, input="points", output="vector") <= 1e-5
+    assert equivariance_error(model.backbone, x, group, input="points", output="vector") > 0.1
+
+
 def test_reflections_have_no_equivariant_image_canonicalizer():
-    message = ("the equivariant image canonicalizer handles SO2; O2 has reflections. Use canonicalizer='contrastive' "
-               "(a learned frame, approximately equivariant once trained)")
+    message = ("there is no default 'frame' network for O2 on 'image' inputs; the registered ones are: "
+               "escnn-vector-image (images under SO2 (escnn)), vector-neurons (point positions (B, N, d) under "
+               "rotations of R^2 or R^3 (with reflections, translations)). Pass your own network, or register one "
+               "with symwrap.nn.register_default_network. For canonicalization: pass canonicalizer_network=, or use "
+               "canonicalizer='contrastive' (a learned frame, approximately equivariant once trained)")
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
         symwrap.wrap(small_cnn(out=2), group="O2", strategy="canonicalization", input="image", output="invariant",
                      canonicalizer="equivariant")
+
+
+@pytest.mark.parametrize("group, input, size", [("SO3", "points", (4, 6, 3)), ("C4", "image", (3, 1, 8, 8))])
+def test_canonicalization_draws_its_random_elements_from_the_configured_seed(group, input, size):
+    """The augmenting elements (and Gumbel noise) come from config.seed's generator, not torch's global one."""
+    def build(seed):
+        torch.manual_seed(0)  # the same weights every time
+        backbone = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(size[1:]), 3))
+        return symwrap.wrap(backbone, group=group, strategy="canonicalization", input=input, output="invariant",
+                            canonicalizer="contrastive", gradient="gumbel", in_channels=1, seed=seed).train()
+
+    x = torch.randn(size, generator=torch.Generator().manual_seed(3))
+    losses = []
+    for seed, global_seed in [(1, 10), (1, 20), (2, 10)]:
+        model = build(seed)
+        torch.manual_seed(global_seed)
+        total = model.canonicalizer_loss(x)["total"] + model.loss(model(x), torch.zeros(size[0], 3), x)["total"]
+        losses.append(float(total))
+    assert losses[0] == losses[1] and losses[0] != losses[2]

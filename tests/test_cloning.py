@@ -9,9 +9,10 @@ from torch import nn
 import symwrap
 from symwrap.errors import ConfigError, IncompatibleGroupError
 from symwrap.metrics import equivariance_error, invariance_error
-from symwrap.strategies import CloningConfig, SymmetryCloning
+from symwrap.steps import split_batch
+from symwrap.strategies import Cloning, CloningConfig
 from symwrap.strategies.cloning import EGNNReadout, default_teacher, gaussian_like, resample_parameters
-from symwrap.strategies.cloning.loop import cycle_batches, split_batch, train
+from symwrap.strategies.cloning.loop import cycle_batches, train
 
 PARTICLES = {"pos": "points", "vel": "vectors", "charge": "scalars"}
 
@@ -187,7 +188,7 @@ def test_stage_two_loss_terms_and_modes():
 
 
 def test_equivariant_student_has_no_equivariance_term_to_pay():
-    model = clone_vectors(equivariant_linear(), None, beta=1.0, num_samples=4)
+    model = clone_vectors(equivariant_linear(), None, beta=1.0, num_samples_train=4)
     x, y = torch.randn(6, 2), torch.randn(6, 2)
     assert float(model.loss(model(x), y, x)["equivariance"]) < 1e-12
     assert float(model.loss(model(x), y, x)["task"]) > 0
@@ -222,7 +223,7 @@ def test_the_teacher_is_frozen_and_outside_the_state_dict(tmp_path):
     model.save_pretrained(tmp_path)
     fresh = mlp()
     loaded = symwrap.load(tmp_path, backbone=fresh)
-    assert isinstance(loaded, SymmetryCloning) and loaded.teacher is None
+    assert isinstance(loaded, Cloning) and loaded.teacher is None
     assert loaded.state_dict().keys() == model.state_dict().keys()
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
@@ -337,7 +338,7 @@ def test_default_teachers_and_their_errors():
     {"target": "logits"},
     {"transformed_copies": -1},
     {"transformed_copies": 1.5},
-    {"num_samples": 0},
+    {"num_samples_train": 0},
     {"weight_anchor": -1.0},
     {"beta": float("nan")},
     {"gaussian_scale": 0.0},
@@ -420,7 +421,7 @@ FEATURES = {"match": "outputs+features", "student_feature_layer": "0", "teacher_
     ({"weight_anchor": -1.0}, "weight_anchor must be a finite number >= 0; got -1.0"),
     ({"gaussian_scale": 0.0}, "gaussian_scale must be a finite number > 0; got 0.0"),
     ({"transformed_copies": -1}, "transformed_copies must be an integer >= 0; got -1"),
-    ({"num_samples": 0}, "num_samples must be an integer >= 1; got 0"),
+    ({"num_samples_train": 0}, "num_samples_train must be an integer >= 1; got 0"),
     ({"resample_teacher_every": 0}, "resample_teacher_every must be an integer >= 1; got 0"),
     ({**FEATURES, "student_feature_dim": 0}, "student_feature_dim must be an integer >= 1; got 0"),
     ({**FEATURES, "teacher_feature_dim": 0}, "teacher_feature_dim must be an integer >= 1; got 0"),
@@ -437,7 +438,7 @@ def test_config_errors_name_the_field_and_the_rule(fields, message):
 
 
 def test_the_smallest_legal_config_values_are_accepted():
-    config = CloningConfig(transformed_copies=0, resample_teacher_every=1, gaussian_fields=["pos"], num_samples=1,
+    config = CloningConfig(transformed_copies=0, resample_teacher_every=1, gaussian_fields=["pos"], num_samples_train=1,
                            weight_anchor=0.0, **{**FEATURES, "student_feature_dim": 1, "teacher_feature_dim": 1})
     assert config.transformed_copies == 0 and config.gaussian_fields == ["pos"]
     model = clone_vectors(nn.Linear(2, 2), equivariant_linear(), transformed_copies=0)
@@ -476,8 +477,8 @@ def loop_parts():
 
 def test_loader_batches_are_split_cycled_and_checked():
     x = torch.randn(2, 2)
-    assert split_batch((x,)) == (x, None) and split_batch(x) == (x, None)
-    assert split_batch([x, 1, 2]) == (x, 1)
+    assert split_batch((x,), require_target=False) == (x, None) and split_batch(x, require_target=False) == (x, None)
+    assert split_batch([x, 1, 2], require_target=False) == (x, 1)
     with pytest.raises(ConfigError, match="^the loader yielded an empty batch$"):
         split_batch(())
     with pytest.raises(ConfigError, match="^the loader EmptyLoader yielded no batches$"):
@@ -718,7 +719,7 @@ def test_equivariance_report_and_repr():
     model.equivariance_log["after"] = {"relative": 1e-4, "averaged": 2e-5}
     assert model.equivariance_report() == ("before cloning  relative 5.000e-01  averaged 2.500e-01\n"
                                            "after           relative 1.000e-04  averaged 2.000e-05")
-    header = ("SymmetryCloning(strategy='cloning', group='C4', input='vector', output='vector',\n"
+    header = ("Cloning(strategy='cloning', group='C4', input='vector', output='vector',\n"
               "  backbone=Linear(in_features=2, out_features=2, bias=True),\n")
     assert repr(model) == header + "  teacher=None)"
     model.set_teacher(equivariant_linear())
@@ -767,7 +768,7 @@ def test_equivariance_term_samples_from_the_models_generator_num_samples_element
         torch.manual_seed(0)
         student = Counting(nn.Linear(2, 2))
         torch.manual_seed(global_seed)  # the global generator must not matter
-        model = clone_vectors(student, None, group="SO2", num_samples=4, seed=5)
+        model = clone_vectors(student, None, group="SO2", num_samples_train=4, seed=5)
         values.append(model.loss(model(x), y, x)["equivariance"])
         assert student.rows == [6, 24]  # f(x), then the 4 transformed copies of each input in one call
     torch.testing.assert_close(values[0], values[1], rtol=0, atol=0)
@@ -924,9 +925,13 @@ def test_default_teacher_for_product_groups_with_permutations():
 
 def test_no_default_teacher_for_an_invariant_of_particles():
     with pytest.raises(ConfigError, match=exactly(
-            f"no default teacher for input {PARTICLES!r} and output 'invariant'; defaults exist for "
-            f"image/invariant, points/points, points/invariant and {PARTICLES}/points. Pass teacher= (any "
-            "equivariant module, e.g. a symwrap.wrap(..., strategy='averaging') model).")):
+            f"no default teacher for input {PARTICLES!r} and output 'invariant' under SO3; defaults exist for "
+            "images to invariant outputs under C_n, D_n or SO2 (escnn); "
+            f"particles {PARTICLES} to points, under isometries and permutations; "
+            "points (B, N, d) to points, under isometries and permutations; "
+            "points (B, N, d) to invariant outputs, under isometries and permutations. Pass teacher= (any "
+            "equivariant module, e.g. a symwrap.wrap(..., strategy='averaging') model), or register a default "
+            "with symwrap.nn.register_default_network('teacher', ...).")):
         default_teacher("SO3", PARTICLES, "invariant")
 
 

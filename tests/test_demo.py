@@ -11,7 +11,7 @@ C4_ANGLES = (0, 90, 180, 270)
 def test_short_demo_wraps_the_vit_into_an_exactly_c4_invariant_classifier(tmp_path, capsys):
     for package in ("timm", "mlxtend", "matplotlib"):
         pytest.importorskip(package)
-    from symwrap.demo import run_demo
+    from symwrap_bench.demo import run_demo
 
     results = run_demo(output_dir=tmp_path, train_steps=40, finetune_steps=10, seed=0, progress=False)
 

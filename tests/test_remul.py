@@ -81,7 +81,7 @@ def test_beta_zero_is_the_plain_task_loss():
 
 def test_alpha_zero_with_label_target_is_training_on_transformed_data():
     torch.manual_seed(1)
-    model = remul(PointMLP(), alpha=0.0, beta=1.0, seed=3, num_samples=2)
+    model = remul(PointMLP(), alpha=0.0, beta=1.0, seed=3, num_samples_train=2)
     x, y = torch.randn(4, 5, 3), torch.randn(4, 5, 3)
     total = model.loss(model(x), y, x)["total"]
     gradient = torch.autograd.grad(total, list(model.parameters()))
@@ -133,19 +133,19 @@ def test_shared_layer_can_be_named():
 
 
 def test_both_equivariance_metrics_are_logged_and_agree_with_symwrap_metrics():
-    model = remul(PointMLP(), seed=0, num_samples=4).train()
+    model = remul(PointMLP(), seed=0, num_samples_train=4).train()
     x = torch.randn(16, 5, 3)
     model.loss(model(x), x, x)
     logged = model.last_metrics["SO3"]
     assert 0 < logged["averaged"] <= logged["relative"]
-    measured = model.equivariance_metrics(x, n=64)["SO3"]
+    measured = model.equivariance_errors(x, n=64)["SO3"]
     assert measured["averaged"] <= measured["relative"]
     assert abs(measured["relative"] - logged["relative"]) < 0.5 * measured["relative"]
 
 
 def test_several_groups_share_one_backbone_call_and_report_their_weights():
     backbone = CountingLinear()
-    model = remul(backbone, group={"SO2z": 1.0, "SO3": 0.1}, num_samples=2)
+    model = remul(backbone, group={"SO2z": 1.0, "SO3": 0.1}, num_samples_train=2)
     x = torch.randn(4, 5, 3)
     terms = model.loss(model(x), x, x)
     assert {"equivariance_SO2z", "equivariance_SO3"} <= set(terms)
@@ -159,7 +159,7 @@ def test_auto_weights_favour_the_symmetry_the_data_keeps():
     """y = x + e_z for every point: exactly equivariant to rotations about z, not to all rotations.
     After training with beta="auto", the SO2z weight ends larger than the SO3 weight."""
     torch.manual_seed(3)
-    model = remul(PointMLP(hidden=64), group=["SO2z", "SO3"], beta="auto", auto_warmup_steps=20, num_samples=2,
+    model = remul(PointMLP(hidden=64), group=["SO2z", "SO3"], beta="auto", auto_warmup_steps=20, num_samples_train=2,
                   seed=0).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     shift = torch.tensor([0.0, 0.0, 1.0])
@@ -221,7 +221,7 @@ def test_short_nbody_training_lowers_the_equivariance_error_against_the_unregula
             optimizer.zero_grad()
             terms["total"].backward()
             optimizer.step()
-        errors[beta] = model.eval().equivariance_metrics(held_out.inputs(), n=4)["SO3"]["relative"]
+        errors[beta] = model.eval().equivariance_errors(held_out.inputs(), n=4)["SO3"]["relative"]
     assert errors[1.0] < 0.7 * errors[0.0], errors
 
 
@@ -409,7 +409,7 @@ def test_label_target_uses_the_task_loss_and_prediction_target_the_squared_error
 
 def test_auxiliary_loss_is_the_weighted_self_consistency_by_hand():
     backbone = CountingLinear()
-    model = remul(backbone, group="Mz", beta=0.5, seed=5, num_samples=2)
+    model = remul(backbone, group="Mz", beta=0.5, seed=5, num_samples_train=2)
     x = torch.randn(5, 4, 3)
     terms = model.auxiliary_loss(x)
     g = symwrap.get_group("Mz").sample(10, generator=torch.Generator().manual_seed(5))
@@ -424,7 +424,7 @@ def test_logged_errors_by_hand():
     from the two transformed copies per input the loss made (turns about z): the residuals of two turns partly
     cancel, so E < E′."""
     backbone = CountingLinear()
-    model = remul(backbone, group="SO2z", seed=5, num_samples=2).train()
+    model = remul(backbone, group="SO2z", seed=5, num_samples_train=2).train()
     x = torch.randn(6, 4, 3)
     model.loss(model(x), x, x)
     g = symwrap.get_group("SO2z").sample(12, generator=torch.Generator().manual_seed(5))
@@ -449,8 +449,8 @@ def test_logged_errors_by_hand():
     ({"beta": {"SO3": True}}, r"RemulConfig.beta must be a finite number .*got \{'SO3': True\}"),  # by type, first
     ({"alpha": -0.1}, r"alpha must be a finite number >= 0; got -0.1"),
     ({"alpha": float("nan")}, r"RemulConfig.alpha must be a finite number; got nan"),
-    ({"num_samples": 0}, r"num_samples must be a positive integer; got 0"),
-    ({"num_samples": -2}, r"num_samples must be a positive integer; got -2"),
+    ({"num_samples_train": 0}, r"num_samples_train must be a positive integer; got 0"),
+    ({"num_samples_train": -2}, r"num_samples_train must be a positive integer; got -2"),
     ({"auto_warmup_steps": -1}, r"auto_warmup_steps must be a non-negative integer; got -1"),
     ({"gradnorm_lr": -1.0}, r"gradnorm_lr must be a finite number >= 0; got -1.0"),
     ({"gradnorm_asymmetry": -1.5}, r"gradnorm_asymmetry must be a finite number >= 0; got -1.5"),
@@ -467,7 +467,7 @@ def test_every_setting_is_checked(settings, match):
 
 
 def test_the_limits_of_the_settings_are_allowed():
-    model = remul(PointMLP(), alpha=0, beta=0, num_samples=1, auto_warmup_steps=0, auto_momentum=0.0,
+    model = remul(PointMLP(), alpha=0, beta=0, num_samples_train=1, auto_warmup_steps=0, auto_momentum=0.0,
                   gradnorm_lr=0, auto_power=0, auto_beta=0)
     x = torch.randn(2, 5, 3)
     assert set(model.loss(model(x), x)) == {"task", "total"}  # no input needed when every β is 0
@@ -664,9 +664,36 @@ def test_auxiliary_loss_of_several_groups_and_automatic_levels():
 def test_equivariance_metrics_pass_their_samples_on():
     model = remul(PointMLP(), group=["SO2z", "SO3"])
     x = torch.randn(4, 5, 3)
-    measured = model.equivariance_metrics(x, n=3, generator=torch.Generator().manual_seed(1))
+    measured = model.equivariance_errors(x, n=3, generator=torch.Generator().manual_seed(1))
     generator = torch.Generator().manual_seed(1)
     for name in ("SO2z", "SO3"):
         expected = symwrap.metrics.equivariance_errors(model.backbone, x, name, input="points", output="points", n=3,
                                                        generator=generator)
         assert measured[name] == pytest.approx(expected, rel=1e-6)
+
+
+def test_several_groups_are_measured_one_by_one_never_silently_the_first():
+    model = remul(PointMLP(), group=["SO2z", "SO3"]).eval()
+    assert list(model.groups) == ["SO2z", "SO3"]
+    x = torch.randn(3, 5, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match=r"several groups \['SO2z', 'SO3'\]: pass group="):
+        model.equivariance_error(x)
+    with pytest.raises(ConfigError, match=r"group 'O3' is not one of this model's groups"):
+        model.equivariance_error(x, group="O3")
+    for name in model.groups:
+        expected = symwrap.metrics.equivariance_error(model, x, name, input="points", output="points", n=4,
+                                                      generator=torch.Generator().manual_seed(1))
+        assert model.equivariance_error(x, n=4, generator=torch.Generator().manual_seed(1), group=name) == expected
+    both = model.equivariance_errors(x, n=4)
+    assert set(both) == {"SO2z", "SO3"} and set(both["SO3"]) == {"relative", "averaged"}
+    assert both["SO2z"]["relative"] < both["SO3"]["relative"]  # SO2z is a subgroup: fewer ways to break it
+    with pytest.warns(DeprecationWarning, match="use equivariance_errors"):
+        assert model.equivariance_metrics(x, n=4).keys() == both.keys()
+
+
+def test_a_single_group_model_lists_its_group_by_name():
+    model = remul(PointMLP(), group="SO3")
+    assert model.groups == {"SO3": model.group}
+    x = torch.randn(2, 5, 3)
+    assert model.equivariance_error(x, group="SO3", n=2, generator=torch.Generator().manual_seed(0)) == \
+        model.equivariance_error(x, n=2, generator=torch.Generator().manual_seed(0))

@@ -423,3 +423,21 @@ def test_a_hand_written_weights_file_is_checked_too(tmp_path):
     edit_config(folder, legacy)
     with pytest.raises(WeightLoadingError, match=r"backbone.head.bias \(5,\) in the file, \(3,\) in the model"):
         symwrap.load(folder, TinyCNN())
+
+
+def test_from_pretrained_takes_peft_argument_order_and_checks_the_strategy(tmp_path):
+    from symwrap.strategies import Averaging, Remul
+
+    torch.manual_seed(0)
+    model = symwrap.wrap(nn.Linear(2, 2), group="C4", strategy="averaging", input="vector", output="vector")
+    model.save_pretrained(tmp_path)
+    loaded = Averaging.from_pretrained(nn.Linear(2, 2), tmp_path)
+    x = torch.randn(4, 2)
+    assert torch.equal(loaded(x), model(x))
+    assert torch.equal(symwrap.SymmetricModel.from_pretrained(nn.Linear(2, 2), tmp_path)(x), model(x))
+    with pytest.raises(symwrap.errors.ConfigError, match="holds a 'averaging' model .*not a Remul"):
+        Remul.from_pretrained(nn.Linear(2, 2), tmp_path)
+    with pytest.raises(symwrap.errors.ConfigError, match="takes \\(directory, backbone\\); got the backbone first"):
+        symwrap.load(nn.Linear(2, 2), tmp_path)
+    with pytest.raises(symwrap.errors.ConfigError, match="needs the backbone the model was saved around"):
+        symwrap.load(tmp_path)

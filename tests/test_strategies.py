@@ -115,7 +115,7 @@ def test_monte_carlo_averaging_reduces_the_error_of_an_so3_backbone():
     mlp = point_mlp(out=1)
     x = torch.randn(16, 8, 3)
     g = torch.Generator().manual_seed(0)
-    model = symwrap.wrap(mlp, group="SO3", strategy="averaging", input="points", num_samples=256, seed=0).eval()
+    model = symwrap.wrap(mlp, group="SO3", strategy="averaging", input="points", num_samples_train=256, seed=0).eval()
     bare = invariance_error(mlp, x, "SO3", input="points", n=8, generator=g)
     averaged = invariance_error(model, x, "SO3", input="points", n=8, generator=g)
     assert averaged < bare / 4
@@ -124,8 +124,8 @@ def test_monte_carlo_averaging_reduces_the_error_of_an_so3_backbone():
 def test_the_same_seed_gives_the_same_output():
     mlp = point_mlp(out=1)
     x = torch.randn(4, 8, 3)
-    a = symwrap.wrap(mlp, group="SO3", strategy="averaging", input="points", num_samples=4, seed=3)
-    b = symwrap.wrap(mlp, group="SO3", strategy="averaging", input="points", num_samples=4, seed=3)
+    a = symwrap.wrap(mlp, group="SO3", strategy="averaging", input="points", num_samples_train=4, seed=3)
+    b = symwrap.wrap(mlp, group="SO3", strategy="averaging", input="points", num_samples_train=4, seed=3)
     assert torch.equal(a(x), b(x))
 
 
@@ -170,8 +170,8 @@ def test_wrap_errors_name_what_was_given_and_what_is_valid():
         symwrap.wrap(point_mlp(), group="SO3", strategy="remulx", input="points")
     with pytest.raises(ConfigError, match="num_sample.*valid fields"):
         symwrap.wrap(point_mlp(), group="SO3", strategy="averaging", input="points", num_sample=3)
-    with pytest.raises(ConfigError, match="num_samples must be >= 1"):
-        symwrap.wrap(point_mlp(), group="SO3", strategy="averaging", input="points", num_samples=0)
+    with pytest.raises(ConfigError, match="num_samples_train must be >= 1"):
+        symwrap.wrap(point_mlp(), group="SO3", strategy="averaging", input="points", num_samples_train=0)
     with pytest.raises(IncompatibleGroupError, match="got SO3"):
         symwrap.wrap(tiny_timm_vit(), group="SO3", strategy="averaging", input="image")
 
@@ -203,7 +203,8 @@ def test_graph_backbone_averaged_over_node_permutations():
         for n in (3, 5, 4, 6)
     ]
     batch = pyg.Batch.from_data_list(graphs)
-    model = symwrap.wrap(FirstNodeReadout(), group="S", strategy="averaging", input="graph", num_samples=512, seed=0)
+    model = symwrap.wrap(FirstNodeReadout(), group="S", strategy="averaging", input="graph", num_samples_train=512,
+                         seed=0)
     g = torch.Generator().manual_seed(1)
     bare = invariance_error(FirstNodeReadout(), batch, "S", input="graph", n=8, generator=g)
     averaged = invariance_error(model, batch, "S", input="graph", n=8, generator=g)
@@ -448,7 +449,7 @@ class RowCounter(nn.Module):
 @pytest.mark.parametrize("eval_samples", [5, None])
 def test_averaging_draws_num_samples_eval_copies_in_evaluation(eval_samples):
     backbone = RowCounter()
-    model = symwrap.wrap(backbone, group="SO3", strategy="averaging", input="points", num_samples=3,
+    model = symwrap.wrap(backbone, group="SO3", strategy="averaging", input="points", num_samples_train=3,
                          num_samples_eval=eval_samples, seed=0)
     x = torch.randn(2, 8, 3)
     with warnings.catch_warnings():
@@ -462,9 +463,9 @@ def test_averaging_enumerates_finite_groups_up_to_max_exhaustive_order():
     backbone = RowCounter(out=3)
     x = torch.randn(2, 8, 3)
     exhaustive = symwrap.wrap(backbone, group="S", strategy="averaging", input="set", max_exhaustive_order=40320,
-                              num_samples=3, seed=0)
+                              num_samples_train=3, seed=0)
     sampled = symwrap.wrap(backbone, group="S", strategy="averaging", input="set", max_exhaustive_order=40319,
-                           num_samples=3, seed=0)
+                           num_samples_train=3, seed=0)
     assert exhaustive.is_exact(x) and not sampled.is_exact(x)  # |S_8| = 40320
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ApproximationWarning)
@@ -521,10 +522,10 @@ def test_config_fields_refuse_values_their_annotation_does_not_allow(field, valu
 
 
 @pytest.mark.parametrize("strategy, values, message", [
-    ("averaging", {"num_samples": 0}, "num_samples must be >= 1; got 0"),
+    ("averaging", {"num_samples_train": 0}, "num_samples_train must be >= 1; got 0"),
     ("averaging", {"max_exhaustive_order": 0}, "max_exhaustive_order must be >= 1; got 0"),
     ("averaging", {"num_samples_eval": 0}, "num_samples_eval must be >= 1; got 0"),
-    ("averaging", {"num_samples": "8"}, r"AveragingConfig.num_samples must be an integer; got '8' \(str\)"),
+    ("averaging", {"num_samples_train": "8"}, r"AveragingConfig.num_samples_train must be an integer; got '8' \(str\)"),
     ("averaging", {"task_loss": "l1"}, "task_loss must be 'auto', 'cross_entropy' or 'mse'; got 'l1'"),
     ("frames", {"degenerate_tol": -0.1}, r"degenerate_tol must be in \[0, 1\); got -0.1"),
     ("frames", {"degenerate_tol": 1.0}, r"degenerate_tol must be in \[0, 1\); got 1.0"),
@@ -536,7 +537,7 @@ def test_config_ranges_are_checked_with_a_message_naming_the_field(strategy, val
         config_class(**values)
 
 
-@pytest.mark.parametrize("values", [{"num_samples": 1, "max_exhaustive_order": 1, "num_samples_eval": 1},
+@pytest.mark.parametrize("values", [{"num_samples_train": 1, "max_exhaustive_order": 1, "num_samples_eval": 1},
                                     {"num_samples_eval": None}, {"task_loss": "mse"}, {"task_loss": "cross_entropy"}])
 def test_averaging_config_accepts_the_edges_of_its_ranges(values):
     assert symwrap.strategies.AveragingConfig(**values)
@@ -548,13 +549,13 @@ def test_frames_config_accepts_the_edges_of_its_range(tol):
 
 
 def test_config_round_trips_through_a_dict_and_names_unknown_fields():
-    config = symwrap.strategies.AveragingConfig(num_samples=3, seed=2, validate=False)
+    config = symwrap.strategies.AveragingConfig(num_samples_train=3, seed=2, validate=False)
     values = config.to_dict()
-    assert values == {"strategy": "averaging", "validate": False, "task_loss": "auto", "seed": 2, "num_samples": 3,
-                      "num_samples_eval": None, "max_exhaustive_order": 1024}
+    assert values == {"strategy": "averaging", "validate": False, "task_loss": "auto", "seed": 2,
+                      "num_samples_train": 3, "num_samples_eval": None, "max_exhaustive_order": 1024}
     assert symwrap.strategies.AveragingConfig.from_dict(values) == config
     with pytest.raises(ConfigError, match=r"^AveragingConfig has no field\(s\) \['a', 'b'\]; valid fields: "
-                                          r"\['max_exhaustive_order', 'num_samples', 'num_samples_eval', 'seed', "
+                                          r"\['max_exhaustive_order', 'num_samples_eval', 'num_samples_train', 'seed', "
                                           r"'task_loss', 'validate'\]$"):
         symwrap.strategies.AveragingConfig.from_dict({**values, "b": 1, "a": 2})
 
@@ -634,7 +635,7 @@ def test_task_loss_follows_the_config_and_the_target(task_loss):
 
 
 def test_loss_adds_the_auxiliary_terms_only_when_given_the_input():
-    class WithTerm(symwrap.strategies.GroupAveraging):
+    class WithTerm(symwrap.strategies.Averaging):
         def auxiliary_loss(self, x):
             return {"extra": x.sum() * 0 + 2.0}
 
@@ -645,7 +646,7 @@ def test_loss_adds_the_auxiliary_terms_only_when_given_the_input():
     assert model.loss(pred, target) == {"task": task, "total": task}
     terms = model.loss(pred, target, torch.randn(2, 8, 3))
     assert set(terms) == {"task", "extra", "total"} and torch.allclose(terms["total"], task + 2.0)
-    assert symwrap.strategies.GroupAveraging.auxiliary_loss(model, None) == {}
+    assert symwrap.strategies.Averaging.auxiliary_loss(model, None) == {}
 
 
 # --- what the backbone returns, and what it raises ------------------------------------------------------------------
@@ -736,7 +737,7 @@ def test_the_registry_refuses_duplicates_and_mismatched_names():
     with pytest.raises(RegistryError, match=r"^a strategy is already registered as 'Averaging'; pass override=True"):
         symwrap.strategies.register_strategy("Averaging")(averaging)
     assert symwrap.strategies.register_strategy("averaging", override=True)(averaging) is averaging
-    with pytest.raises(RegistryError, match=r"^GroupAveraging.config_class.strategy is 'averaging'; it must be "
+    with pytest.raises(RegistryError, match=r"^Averaging.config_class.strategy is 'averaging'; it must be "
                                             r"'mean'$"):
         symwrap.strategies.register_strategy("mean")(averaging)
     assert "mean" not in symwrap.list_strategies()
@@ -748,14 +749,14 @@ def test_the_registry_refuses_duplicates_and_mismatched_names():
 
 def test_repr_and_group_spec_say_what_the_model_was_built_from():
     model = symwrap.wrap(point_mlp(), group="SO3", strategy="frames", input="points", output="vector")
-    assert repr(model).startswith("FrameAveraging(strategy='frames', group='SO3', input='points', output='vector',\n"
+    assert repr(model).startswith("Frames(strategy='frames', group='SO3', input='points', output='vector',\n"
                                   "  backbone=Sequential(")
     assert model.group_spec() == "SO3"
 
 
 def test_a_seeded_model_draws_a_new_sample_each_call_and_the_same_sequence_as_its_twin():
     backbone = point_mlp()
-    models = [symwrap.wrap(backbone, group="SO3", strategy="averaging", input="points", num_samples=2, seed=5)
+    models = [symwrap.wrap(backbone, group="SO3", strategy="averaging", input="points", num_samples_train=2, seed=5)
               for _ in range(2)]
     x = torch.randn(2, 8, 3)
     with warnings.catch_warnings():
@@ -771,7 +772,7 @@ def test_a_seeded_model_draws_a_new_sample_each_call_and_the_same_sequence_as_it
 
 def test_equivariance_error_method_measures_the_model_under_its_own_group_and_actions():
     model = symwrap.wrap(point_mlp(), group="SO3", strategy="averaging", input="points", output="vector",
-                         num_samples=2, seed=0)
+                         num_samples_train=2, seed=0)
     x = torch.randn(3, 8, 3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ApproximationWarning)
@@ -944,8 +945,8 @@ def test_frames_refuse_inputs_without_positions_and_groups_that_permute():
 def test_monte_carlo_averaging_warns_from_two_samples_on():
     torch.manual_seed(0)
     model = symwrap.wrap(point_mlp(), group="SO3", strategy="averaging", input="points", output="vector",
-                         num_samples=2, seed=0)
-    with pytest.warns(ApproximationWarning, match="num_samples=2 "):
+                         num_samples_train=2, seed=0)
+    with pytest.warns(ApproximationWarning, match="num_samples_train=2 "):
         model(torch.randn(8, 8, 3, generator=torch.Generator().manual_seed(1)))
 
 

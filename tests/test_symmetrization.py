@@ -344,12 +344,62 @@ def test_image_interface_needs_in_channels_from_a_backbone_that_does_not_tell():
     assert model.config.in_channels == 1
 
 
-def test_finite_groups_off_images_have_no_default_interface():
-    message = ("there is no default interface network for C4 on 'points' inputs (the C_n/D_n interface scores images; "
-               "rotations need 3-D points); pass interface_network= (a module mapping (action, group, x, generator) "
-               "to a Sample)")
-    with pytest.raises(symwrap.errors.IncompatibleGroupError, match=f"^{re.escape(message)}$"):
-        symwrap.wrap(nn.Linear(2, 2), group="C4", strategy="symmetrization", input="points", output="points")
+@pytest.mark.parametrize("group_name", ["C4", "D4"])
+def test_finite_groups_on_points_get_a_copy_scoring_interface_moving_with_the_input(group_name):
+    """No image CNN off images: the registry's regular scores for points score every transformed copy."""
+    from symwrap.nn import CopyScores, PointEncoder
+
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(5 * 2, 3))
+    model = symwrap.wrap(backbone, group=group_name, strategy="symmetrization", input="points", output="invariant",
+                         hidden=4)
+    assert isinstance(model.interface.network, CopyScores)
+    assert isinstance(model.interface.network.encoder, PointEncoder)
+    group, points, regular = symwrap.get_group(group_name), symwrap.get_action("points"), symwrap.get_action("regular")
+    x = torch.randn(2 * group.order, 5, 2, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(x.shape[0], group.order, generator=torch.Generator().manual_seed(2))
+    h = torch.arange(group.order).repeat(2)  # every element
+    _, _, sample = model.sample(x, noise=noise)
+    _, _, moved = model.sample(points.act(group, h, x), noise=regular.act(group, h, noise))
+    assert torch.equal(moved.elements, group.compose(h, sample.elements))
+    with torch.no_grad():
+        out = model.eval().symmetrize(x, 1, noise=noise)
+        again = model.symmetrize(points.act(group, h, x), 1, noise=regular.act(group, h, noise))
+    assert (again - out).abs().max() <= 1e-5 * out.abs().max()
+    assert equivariance_error(backbone, x, group_name, input="points", output="invariant") > 0.1
+
+
+def test_groups_without_a_default_interface_name_the_registered_ones():
+    with pytest.raises(symwrap.errors.IncompatibleGroupError,
+                       match=r"^there is no default 'interface' network for C4 on 'vector' inputs.* the registered "
+                             r"ones are: permutation \(.*pass interface_network="):
+        symwrap.wrap(nn.Linear(2, 2), group="C4", strategy="symmetrization", input="vector", output="vector")
+
+
+def test_a_registered_interface_is_asked_before_the_built_in_ones():
+    from symwrap.nn import defaults
+
+    built = []
+
+    @symwrap.nn.register_default_network("interface", "test-vector-interface",
+                                         applies=lambda group, action, output: action.spec() == "vector",
+                                         needs="vectors (test)")
+    def vector_interface(group, action, output, *, config):
+        built.append(config.hidden)
+        return symwrap.strategies.symmetrization.FiniteInterface(
+            group, config, network=nn.Sequential(nn.Linear(2, group.order)))
+
+    try:
+        with pytest.raises(symwrap.errors.ConfigError, match="already registered"):
+            symwrap.nn.register_default_network("interface", "test-vector-interface", applies=lambda *a: True,
+                                                needs="")(vector_interface)
+        model = symwrap.wrap(nn.Linear(2, 2), group="C4", strategy="symmetrization", input="vector",
+                             output="vector", hidden=3)
+        assert built == [3] and model(torch.randn(4, 2)).shape == (4, 2)
+        assert ("interface", "test-vector-interface", "vectors (test)") == symwrap.nn.list_default_networks(
+            "interface")[0]
+    finally:
+        defaults._ENTRIES[:] = [e for e in defaults._ENTRIES if e.name != "test-vector-interface"]
 
 
 def test_a_permutation_interface_sized_by_the_user_is_recorded_in_the_models_config():
@@ -395,9 +445,9 @@ def averaging(backbone, group="SO3", output="invariant", **config):
 
 
 def test_monte_carlo_averaging_warns_once_when_its_standard_error_is_large():
-    model = averaging(point_mlp(), output="vector", num_samples=16)
+    model = averaging(point_mlp(), output="vector", num_samples_train=16)
     x = torch.randn(8, 6, 3, generator=torch.Generator().manual_seed(1))
-    expected = r"num_samples=16 .* standard error is .* strategy='frames'"
+    expected = r"num_samples_train=16 .* standard error is .* strategy='frames'"
     with pytest.warns(ApproximationWarning, match=expected) as record:
         model(x)
     assert record[0].filename in CALLER_FILES  # attributed to the line that called the model
@@ -409,9 +459,9 @@ def test_monte_carlo_averaging_warns_once_when_its_standard_error_is_large():
 
 def test_monte_carlo_averaging_warns_again_for_the_evaluation_sample_count():
     """Training and evaluation may draw different numbers of samples: each count is warned about once."""
-    model = averaging(point_mlp(), output="vector", num_samples=16, num_samples_eval=4)
+    model = averaging(point_mlp(), output="vector", num_samples_train=16, num_samples_eval=4)
     x = torch.randn(8, 6, 3)
-    with pytest.warns(ApproximationWarning, match="num_samples=16"):
+    with pytest.warns(ApproximationWarning, match="num_samples_train=16"):
         model.train()(x)
     with pytest.warns(ApproximationWarning, match="num_samples_eval=4"):
         model.eval()(x)
@@ -425,23 +475,23 @@ def test_monte_carlo_averaging_warns_again_for_the_evaluation_sample_count():
 def test_averaging_does_not_warn_when_the_estimate_is_good_or_exact(case):
     x = torch.randn(8, 6, 3, generator=torch.Generator().manual_seed(1))
     if case == "invariant-backbone":
-        model = averaging(Radii(), num_samples=4)
+        model = averaging(Radii(), num_samples_train=4)
     elif case == "many-samples":  # a backbone that turns little: its average is well estimated from 256 copies
         backbone = point_mlp()
         with torch.no_grad():
             backbone[-1].bias.fill_(5.0)
-        model = averaging(backbone, num_samples=256)
+        model = averaging(backbone, num_samples_train=256)
     elif case == "exact-finite-group":
-        model = averaging(point_mlp(), group="S", num_samples=2)  # S_6 is enumerated: 720 copies, exact
+        model = averaging(point_mlp(), group="S", num_samples_train=2)  # S_6 is enumerated: 720 copies, exact
     else:
-        model = averaging(point_mlp(), output="vector", num_samples=1)  # no spread to measure from one copy
+        model = averaging(point_mlp(), output="vector", num_samples_train=1)  # no spread to measure from one copy
     with warnings.catch_warnings():
         warnings.simplefilter("error", ApproximationWarning)
         model(x)
 
 
 def test_monte_carlo_error_is_the_standard_error_of_the_mean_relative_to_its_norm():
-    model = averaging(point_mlp(), output="vector", num_samples=5)
+    model = averaging(point_mlp(), output="vector", num_samples_train=5)
     copies = torch.randn(5 * 4, 3, generator=torch.Generator().manual_seed(2)).double()
     mean = copies.reshape(5, 4, 3).mean(0)
     standard_error = copies.reshape(5, 4, 3).std(0).pow(2).sum().div(5).sqrt()
@@ -587,7 +637,7 @@ def test_monte_carlo_warning_is_given_strictly_above_the_threshold(error, warned
     from symwrap.strategies.symmetrization.averaging import MONTE_CARLO_WARNING_THRESHOLD
 
     assert MONTE_CARLO_WARNING_THRESHOLD == 0.05
-    model = averaging(point_mlp(), output="vector", num_samples=4)
+    model = averaging(point_mlp(), output="vector", num_samples_train=4)
     measured = []
     model.monte_carlo_error = lambda copies, mean, k: measured.append(k) or error
     with warnings.catch_warnings(record=True) as record:
@@ -603,12 +653,13 @@ def test_monte_carlo_warning_is_given_strictly_above_the_threshold(error, warned
     (float("inf"), 16, ""),
 ])
 def test_monte_carlo_warning_estimates_the_samples_needed(error, k, estimate):
-    model = averaging(point_mlp(), output="vector", num_samples=k)
+    model = averaging(point_mlp(), output="vector", num_samples_train=k)
     model.monte_carlo_error = lambda *_: error
     shown = f"{error:.2g}"
-    expected = (f"group averaging over SO3 is a Monte Carlo estimate from num_samples={k} sampled elements per "
+    expected = (f"group averaging over SO3 is a Monte Carlo estimate from num_samples_train={k} sampled elements per "
                 f"input, and on this batch its standard error is {shown} of its norm (warned above 0.05), so the "
-                f"model is far from equivariant. Raise num_samples (the error falls as 1/sqrt(num_samples){estimate}),"
+                "model is far from equivariant. Raise num_samples_train (the error falls as "
+                f"1/sqrt(num_samples_train){estimate}),"
                 " or use a strategy that is exact")
     with pytest.warns(ApproximationWarning) as record:
         model(torch.randn(2, 6, 3))
@@ -616,20 +667,20 @@ def test_monte_carlo_warning_estimates_the_samples_needed(error, k, estimate):
 
 
 def test_monte_carlo_warning_names_num_samples_in_evaluation_without_num_samples_eval():
-    model = averaging(point_mlp(), output="vector", num_samples=16).eval()
+    model = averaging(point_mlp(), output="vector", num_samples_train=16).eval()
     model.monte_carlo_error = lambda *_: 1.0
-    with pytest.warns(ApproximationWarning, match="from num_samples=16 sampled"):
+    with pytest.warns(ApproximationWarning, match="from num_samples_train=16 sampled"):
         model(torch.randn(2, 6, 3))
 
 
 def test_monte_carlo_error_of_a_mean_of_zero_norm_and_of_dict_outputs():
-    model = averaging(point_mlp(), output="vector", num_samples=2)
+    model = averaging(point_mlp(), output="vector", num_samples_train=2)
     opposite = torch.tensor([[1.0, 2.0, 0.0], [-1.0, -2.0, 0.0]])  # two copies of one sample that cancel
     assert model.monte_carlo_error(opposite, opposite.mean(0, keepdim=True), 2) == float("inf")
     assert model.monte_carlo_error(torch.zeros(2, 3), torch.zeros(1, 3), 2) == 0.0
     fields = {"pos": "points", "vel": "vectors"}
     dict_model = symwrap.wrap(nn.Identity(), group="SO3", strategy="averaging", input=fields, output=fields,
-                              num_samples=3)
+                              num_samples_train=3)
     generator = torch.Generator().manual_seed(0)
     copies = {"pos": torch.randn(3 * 2, 4, 3, generator=generator, dtype=torch.float64),
               "vel": torch.randn(3 * 2, 4, 3, generator=generator, dtype=torch.float64)}

@@ -18,6 +18,7 @@ import torch
 
 from ..errors import (
     ActionError,
+    ConfigError,
     DeviceError,
     EmptyInputError,
     IncompatibleGroupError,
@@ -37,6 +38,18 @@ class Action(ABC):
     name: str = "action"
     #: human-readable layout, used in error messages
     layout: str = "(B, ...)"
+
+    # --- what the data is made of: what strategies and default networks may branch on ----------
+    #: spatial axes of a regular grid that the group resamples (2 for images; 0 for data without a grid)
+    grid_axes: int = 0
+    #: the axis of feature channels: dim 1 for channels-first grids, the last dim otherwise
+    channel_axis: int = -1
+    #: whether the data carries point positions, what :meth:`positions` returns frames are computed from
+    has_positions: bool = False
+    #: whether group elements only reorder the values, never change them (charges, atom types, set features)
+    values_fixed: bool = False
+    #: whether no group element moves the data at all (invariant outputs)
+    trivial: bool = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -141,6 +154,11 @@ class Action(ABC):
         """Move the members by (B, N, N) matrices: ``matrix[b] @ members``. With the 0/1 matrix of a
         permutation this is its action; with a relaxed one it carries gradients to the matrix."""
         raise ActionError(f"{self.name!r} data {self.layout} has no set members to permute")
+
+    def resize(self, x: Any, size: int) -> Any:
+        """``x`` on a grid of ``size`` along every spatial axis (antialiased), for data with a grid
+        (:attr:`grid_axes` > 0); resizing must commute with the group's exact elements."""
+        raise ConfigError(f"{self.name!r} data {self.layout} has no grid to resize")
 
     def positions(self, x: Any) -> torch.Tensor | None:
         """The (B, N, d) positions in ``x`` that frames are computed from, if it has any."""

@@ -17,6 +17,7 @@ class PointsAction(Action):
     layout = "(B, N, d): batch, points, coordinates"
     rotates = True
     translates = True
+    has_positions = True
 
     def validate(self, x, group=None, *, check_finite=False):
         x = self._require_tensor(x)
@@ -66,6 +67,7 @@ class VectorsAction(PointsAction):
 
     name = "vectors"
     translates = False
+    has_positions = False
 
 
 class ScalarsAction(Action):
@@ -75,6 +77,7 @@ class ScalarsAction(Action):
 
     name = "scalars"
     layout = "(B, N) or (B, N, F): batch, set members, features"
+    values_fixed = True
 
     def validate(self, x, group=None, *, check_finite=False):
         x = self._require_tensor(x)
@@ -173,6 +176,8 @@ class InvariantAction(Action):
 
     name = "invariant"
     layout = "(B, ...)"
+    values_fixed = True
+    trivial = True
 
     def act(self, group, g, x):
         return x

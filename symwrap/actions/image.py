@@ -27,6 +27,8 @@ class ImageAction(Action):
 
     name = "image"
     layout = "(B, C, H, W): batch, channels, height, width"
+    grid_axes = 2
+    channel_axis = 1
 
     def __init__(self, interpolation: str = "bilinear", mask: str | None = None, exact: bool = True) -> None:
         if mask not in (None, "circle"):
@@ -55,6 +57,13 @@ class ImageAction(Action):
         self.check_nonempty(x)
         if check_finite:
             self._require_finite(x)
+
+    def resize(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """Bilinear, antialiased resizing to ``size`` x ``size``: it commutes with quarter turns and flips of
+        square images, so an exact finite-group choice made on the small image holds for the large one."""
+        if x.shape[-1] == size and x.shape[-2] == size:
+            return x
+        return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
     def acts_exactly(self, group: Group) -> bool:
         """Only quarter turns and flips move whole pixels; every other angle is interpolated."""

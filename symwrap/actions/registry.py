@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from ..errors import RegistryError, UnknownActionError
+from ..errors import UnknownActionError
+from ..registry import Registry
 from .base import Action
 from .structured import DictAction
 
 ActionSpec = str | Action | Mapping[str, str | Action]
 F = TypeVar("F", bound=Callable[..., Action])
 
-_ACTIONS: dict[str, tuple[str, Callable[[], Action]]] = {}
+_REGISTRY: Registry[Callable[[], Action]] = Registry(
+    "action", error=UnknownActionError,
+    hint="Structured inputs take a dict such as {'pos': 'points', 'charge': 'scalars'}.",
+)
+_ACTIONS = _REGISTRY.objects  # lower-case name -> class or factory
 
 
 def register_action(name: str, *, override: bool = False) -> Callable[[F], F]:
@@ -23,20 +28,12 @@ def register_action(name: str, *, override: bool = False) -> Callable[[F], F]:
         @symwrap.register_action("quaternion")
         class QuaternionAction(symwrap.actions.Action): ...
     """
-    key = name.lower()
-
-    def decorator(factory: F) -> F:
-        if key in _ACTIONS and not override:
-            raise RegistryError(f"an action is already registered as {name!r}; pass override=True to replace it")
-        _ACTIONS[key] = (name, factory)
-        return factory
-
-    return decorator
+    return _REGISTRY.register(name, override=override)
 
 
 def list_actions() -> list[str]:
     """Names of all registered actions."""
-    return sorted(display for display, _ in _ACTIONS.values())
+    return _REGISTRY.names()
 
 
 def get_action(spec: ActionSpec) -> Action:
@@ -50,7 +47,4 @@ def get_action(spec: ActionSpec) -> Action:
         return spec
     if isinstance(spec, Mapping):
         return DictAction({str(key): get_action(value) for key, value in spec.items()})
-    if isinstance(spec, str) and spec.strip().lower() in _ACTIONS:
-        return _ACTIONS[spec.strip().lower()][1]()
-    hint = "Structured inputs take a dict such as {'pos': 'points', 'charge': 'scalars'}."
-    raise UnknownActionError(spec, list_actions(), hint)
+    return _REGISTRY.get(spec)()

@@ -21,6 +21,18 @@ class DictAction(Action):
         self.fields = dict(fields)
         self.layout = "{" + ", ".join(f"{k!r}: {a.layout}" for k, a in self.fields.items()) + "}"
 
+    @property
+    def has_positions(self) -> bool:  # type: ignore[override]
+        return any(action.has_positions for action in self.fields.values())
+
+    @property
+    def values_fixed(self) -> bool:  # type: ignore[override]
+        return all(action.values_fixed for action in self.fields.values())
+
+    @property
+    def trivial(self) -> bool:  # type: ignore[override]
+        return all(action.trivial for action in self.fields.values())
+
     def __repr__(self) -> str:
         return f"DictAction({ {k: a.name for k, a in self.fields.items()} })"
 

@@ -92,6 +92,11 @@ class OutputAdapter(nn.Module):
             ``None`` reads ``logits``, else ``last_hidden_state``, else ``pooler_output``.
     """
 
+
+    @property
+    def display_name(self) -> str:
+        """The name of the user's model inside this adapter (what error messages call the backbone)."""
+        return backbone_name(self)
     def __init__(self, model: nn.Module, key: str | int | None = None) -> None:
         super().__init__()
         self.model = model
@@ -147,6 +152,11 @@ class PyGAdapter(nn.Module):
             not in ``arguments``; an unknown ``readout``.
     """
 
+
+    @property
+    def display_name(self) -> str:
+        """The name of the user's model inside this adapter (what error messages call the backbone)."""
+        return backbone_name(self)
     def __init__(self, model: nn.Module, arguments: Mapping[str, str] | None = None,
                  readout: str | None = None) -> None:
         super().__init__()
@@ -298,6 +308,11 @@ def adapt_backbone(model: nn.Module | Any, output_key: str | None = None) -> nn.
 class _CallableModule(nn.Module):
     """Lets a plain function be a backbone (no parameters)."""
 
+
+    @property
+    def display_name(self) -> str:
+        """The name of the user's model inside this adapter (what error messages call the backbone)."""
+        return backbone_name(self)
     def __init__(self, fn: Any) -> None:
         super().__init__()
         self.fn = fn

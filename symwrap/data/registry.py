@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..errors import ConfigError, RegistryError, UnknownNameError
+from ..registry import Registry
 
 __all__ = [
     "DatasetSplits",
@@ -43,13 +44,18 @@ __all__ = [
 
 SPLITS = ("train", "val", "test")
 F = TypeVar("F", bound=Callable[..., "DatasetSplits"])
-_DATASETS: dict[str, Callable[..., DatasetSplits]] = {}
 
 
 class UnknownDatasetError(UnknownNameError):
     """:func:`load_dataset` was given a name that no registered data set has."""
 
     kind = "data set"
+
+
+_REGISTRY: Registry[Callable[..., DatasetSplits]] = Registry(
+    "data set", error=UnknownDatasetError, hint="Register your own with @symwrap.data.register_dataset."
+)
+_DATASETS = _REGISTRY.objects  # lower-case name -> builder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,15 +99,7 @@ class DatasetSplits:
 
 def register_dataset(name: str, *, override: bool = False) -> Callable[[F], F]:
     """Register a function ``(**options) -> DatasetSplits`` under ``name`` (lower case)."""
-    key = name.lower()
-
-    def decorator(builder: F) -> F:
-        if key in _DATASETS and not override:
-            raise RegistryError(f"a data set is already registered as {name!r}; pass override=True to replace it")
-        _DATASETS[key] = builder
-        return builder
-
-    return decorator
+    return _REGISTRY.register(name, override=override)
 
 
 def list_datasets() -> list[str]:
@@ -110,9 +108,9 @@ def list_datasets() -> list[str]:
 
 
 def _builder(name: str) -> Callable[..., DatasetSplits]:
-    if not isinstance(name, str) or name.strip().lower() not in _DATASETS:
-        raise UnknownDatasetError(name, list_datasets(), "Register your own with @symwrap.data.register_dataset.")
-    return _DATASETS[name.strip().lower()]
+    if name not in _REGISTRY:
+        raise UnknownDatasetError(name, list_datasets(), _REGISTRY.hint)
+    return _REGISTRY.get(name)
 
 
 def dataset_options(name: str) -> dict[str, Any]:

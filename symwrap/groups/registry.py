@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import RegistryError, UnknownGroupError
+from ..registry import Registry
 from .base import Group
 from .product import ProductGroup
 
 GroupFactory = Callable[..., Group]
 F = TypeVar("F", bound=GroupFactory)
 
-_FIXED: dict[str, tuple[str, GroupFactory]] = {}  # lower-case name -> (display name, factory)
-_PATTERNS: dict[str, tuple[str, re.Pattern[str], GroupFactory]] = {}  # "c{n}" -> (display, regex, factory)
+#: names without a number (``"SO3"``) and patterns with one (``"C{n}"``, whose factory takes ``n``)
+_NAMED: Registry[GroupFactory] = Registry("group", error=UnknownGroupError)
+_PATTERNED: Registry[GroupFactory] = Registry("group", error=UnknownGroupError)
+_FIXED = _NAMED.objects  # lower-case name -> factory
+_PATTERNS = _PATTERNED.objects  # lower-case pattern ("c{n}") -> factory
 
 
 def register_group(name: str, *, override: bool = False) -> Callable[[F], F]:
@@ -34,15 +39,9 @@ def register_group(name: str, *, override: bool = False) -> Callable[[F], F]:
         raise RegistryError(f"group name {name!r} contains 'x', which is reserved for products (SO3xS)")
 
     def decorator(factory: F) -> F:
-        taken = key in _FIXED or key in _PATTERNS
-        if taken and not override:
-            raise RegistryError(f"a group is already registered as {name!r}; pass override=True to replace it")
-        if "{n}" in key:
-            regex = re.compile("^" + re.escape(key).replace(r"\{n\}", r"(\d+)") + "$")
-            _PATTERNS[key] = (name, regex, factory)
-        else:
-            _FIXED[key] = (name, factory)
-        return factory
+        for table in (_NAMED, _PATTERNED):
+            table.check_free(name, override=override)
+        return (_PATTERNED if "{n}" in key else _NAMED).register(name, factory, override=True)
 
     return decorator
 
@@ -50,15 +49,22 @@ def register_group(name: str, *, override: bool = False) -> Callable[[F], F]:
 def list_groups() -> list[str]:
     """Names of all registered groups (``{n}`` stands for any positive integer);
     any of them can be combined into a direct product with ``x``."""
-    return sorted([display for display, _ in _FIXED.values()] + [d for d, _, _ in _PATTERNS.values()])
+    return sorted(_NAMED.names() + _PATTERNED.names())
+
+
+@functools.cache
+def _pattern(key: str) -> re.Pattern[str]:
+    """The regular expression of a lower-case pattern: ``"c{n}"`` -> ``^c(\\d+)$``."""
+    return re.compile("^" + re.escape(key).replace(r"\{n\}", r"(\d+)") + "$")
 
 
 def _lookup(name: str) -> Group | None:
-    key = name.strip().lower()
-    if key in _FIXED:
-        return _FIXED[key][1]()
-    for _, regex, factory in _PATTERNS.values():
-        match = regex.match(key)
+    factory = _NAMED.find(name)
+    if factory is not None:
+        return factory()
+    key = Registry.key(name)
+    for pattern, factory in _PATTERNS.items():
+        match = _pattern(pattern).match(key)
         if match:
             return factory(int(match.group(1)))
     return None

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .egnn import EGNN, EGNNDynamics, EGNNLayer
+from .defaults import (
+    DefaultNetwork,
+    NoDefaultNetworkError,
+    default_network,
+    find_default_network,
+    list_default_networks,
+    register_default_network,
+)
+from .egnn import EGNN, EGNNDynamics, EGNNLayer, EGNNReadout
+from .encoders import ImageEncoder, PointEncoder
+from .introspection import image_channels
 from .permutation_interface import (
     GINInterface,
     hard_permutation,
@@ -20,6 +30,7 @@ from .permutation_interface import (
     soft_sort,
     straight_through_permutation,
 )
+from .scoring import CopyScores
 from .transformer import ParticleTransformer
 from .vector_neurons import (
     VNEdgeConv,
@@ -56,6 +67,17 @@ __all__ = [
     "ParticleTransformer",
     "EGNNLayer",
     "EGNNDynamics",
+    "EGNNReadout",
+    "ImageEncoder",
+    "PointEncoder",
+    "CopyScores",
+    "image_channels",
+    "DefaultNetwork",
+    "NoDefaultNetworkError",
+    "default_network",
+    "find_default_network",
+    "list_default_networks",
+    "register_default_network",
     "VNLinear",
     "VNLeakyReLU",
     "VNLinearLeakyReLU",

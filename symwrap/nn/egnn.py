@@ -17,6 +17,7 @@ Systems are dense and fully connected: tensors ``(B, N, ...)`` for batch and par
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -367,3 +368,17 @@ class EGNNDynamics(nn.Module):
         speed = vel.pow(2).sum(-1, keepdim=True).clamp_min(_RADIAL_EPS).sqrt()
         charge_products = charge[:, :, None, :] * charge[:, None, :, :]  # (B, N, N, 1)
         return self.egnn(pos, vel, speed, charge_products, inputs.get("mask"))
+
+
+class EGNNReadout(nn.Module):
+    """An invariant EGNN for point clouds: ``(B, N, d) -> (B, out_features)``, a linear map of the mean
+    over points of the last layer's invariant features. E(n)- and permutation-invariant."""
+
+    def __init__(self, out_features: int = 1, hidden: int = 32, layers: int = 3, **egnn_kwargs: Any) -> None:
+        super().__init__()
+        self.egnn = EGNN(0, hidden, layers, velocity=False, **egnn_kwargs)
+        self.head = nn.Linear(hidden, out_features)
+
+    def forward(self, pos: torch.Tensor) -> torch.Tensor:
+        _, features = self.egnn.forward_with_features(pos)
+        return self.head(features.mean(dim=1))

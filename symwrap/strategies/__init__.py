@@ -1,17 +1,20 @@
 """Strategies: how a backbone is made symmetric. One sub-package per strategy."""
 
+import warnings
+from typing import Any
+
 from . import canonicalization, cloning, remul, symmetrization
 from .base import StrategyConfig, SymmetricModel
 from .canonicalization import Canonicalization, CanonicalizationConfig
-from .cloning import CloningConfig, SymmetryCloning
+from .cloning import Cloning, CloningConfig
 from .registry import get_strategy, list_strategies, register_strategy
 from .remul import Remul, RemulConfig
 from .symmetrization import (
+    Averaging,
     AveragingConfig,
-    FrameAveraging,
+    Frames,
     FramesConfig,
-    GroupAveraging,
-    ProbabilisticSymmetrization,
+    Symmetrization,
     SymmetrizationConfig,
 )
 
@@ -27,14 +30,27 @@ __all__ = [
     "CanonicalizationConfig",
     "cloning",
     "CloningConfig",
-    "SymmetryCloning",
+    "Cloning",
     "remul",
     "Remul",
     "RemulConfig",
     "AveragingConfig",
-    "GroupAveraging",
+    "Averaging",
     "FramesConfig",
-    "FrameAveraging",
-    "ProbabilisticSymmetrization",
+    "Frames",
+    "Symmetrization",
     "SymmetrizationConfig",
 ]
+
+#: old class name -> new one: each strategy's class is now named after its registry name
+_DEPRECATED_NAMES = {"GroupAveraging": "Averaging", "FrameAveraging": "Frames",
+                     "ProbabilisticSymmetrization": "Symmetrization", "SymmetryCloning": "Cloning"}
+
+
+def __getattr__(name: str) -> Any:
+    """An old class name of ``_DEPRECATED_NAMES`` gives its new class, with a :class:`DeprecationWarning`."""
+    if name in _DEPRECATED_NAMES:
+        new = _DEPRECATED_NAMES[name]
+        warnings.warn(f"{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..actions import Action
 from ..actions.checks import call_model
-from ..backbones.adapters import backbone_name
 from ..errors import ConfigError, DeviceError, InputDtypeError
 from ..groups import Group
 from ..saving import CONFIG_FILE, WEIGHTS_FILE  # noqa: F401  (the names were defined here before)
+from ..steps import default_task_loss
 from .checks import check_backbone_output, check_target
 from .fields import check_field_types
 
@@ -101,6 +100,9 @@ class SymmetricModel(nn.Module):
     config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
     #: keyword arguments of ``wrap()`` that are modules, not config fields (a teacher, a network)
     module_arguments: ClassVar[tuple[str, ...]] = ()
+    #: the module arguments that, like the backbone, ``wrap()`` passes through the output adapters first (a
+    #: Hugging Face or PyG teacher): the strategy sees a module mapping the input to tensors
+    adapted_module_arguments: ClassVar[tuple[str, ...]] = ()
     #: the config field that takes per-group weights when ``wrap()`` gets a dict of groups;
     #: ``None`` for strategies that take one group only
     group_weights_field: ClassVar[str | None] = None
@@ -118,6 +120,8 @@ class SymmetricModel(nn.Module):
         output_action.check_group(group)
         self.backbone = backbone
         self.group = group
+        #: every group the model is made symmetric to, by name (one, except for REMUL with several groups)
+        self.groups: dict[str, Group] = {group.name: group}
         self.input_action = input_action
         self.output_action = output_action
         self.config = config
@@ -138,7 +142,7 @@ class SymmetricModel(nn.Module):
         """The backbone on ``x``, its output checked against the output action while ``config.validate``
         is on: a tensor (or dict of them) of floats, one row per input, in the output's layout. An exception
         inside the backbone becomes a :class:`~symwrap.errors.BackboneError` naming the batch it was given."""
-        name = backbone_name(self.backbone)
+        name = display_name(self.backbone)
         y = call_model(self.backbone, x, name)
         if self.config.validate:
             check_backbone_output(y, self.output_action, self.group, self.input_action.batch_size(x), name)
@@ -152,15 +156,7 @@ class SymmetricModel(nn.Module):
         if kind == "auto":
             kind = "mse" if _floating_target(target) else "cross_entropy"
         check_target(pred, target, kind)
-        if isinstance(pred, Mapping):
-            return sum(self._task_term(kind, pred[key], target[key]) for key in pred)
-        return self._task_term(kind, pred, target)
-
-    @staticmethod
-    def _task_term(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if kind == "cross_entropy":
-            return F.cross_entropy(pred, target)
-        return F.mse_loss(pred, target)
+        return default_task_loss(pred, target, kind)
 
     def auxiliary_loss(self, x: Any) -> dict[str, torch.Tensor]:
         """The strategy's extra training terms, already weighted (none by default)."""
@@ -184,13 +180,34 @@ class SymmetricModel(nn.Module):
         return False
 
     # --- measuring ---------------------------------------------------------------------------
-    def equivariance_error(self, x: Any, n: int | None = None, generator: torch.Generator | None = None) -> float:
-        """:func:`symwrap.metrics.equivariance_error` of this model under its own group and actions."""
+    def equivariance_error(self, x: Any, n: int | None = None, generator: torch.Generator | None = None, *,
+                           group: str | None = None) -> float:
+        """:func:`symwrap.metrics.equivariance_error` of this model under its group (``group=``: the named one of
+        :attr:`groups`, which a model with several groups needs) and its actions."""
         from ..metrics import equivariance_error
 
-        return equivariance_error(
-            self, x, self.group, input=self.input_action, output=self.output_action, n=n, generator=generator
-        )
+        return equivariance_error(self, x, self._measured_group(group), input=self.input_action,
+                                  output=self.output_action, n=n, generator=generator)
+
+    def equivariance_errors(self, x: Any, n: int | None = None,
+                            generator: torch.Generator | None = None) -> dict[str, dict[str, float]]:
+        """E′ (``relative``) and E (``averaged``, :func:`symwrap.metrics.equivariance_errors`) on ``x`` for every
+        group of :attr:`groups`, by name."""
+        from ..metrics import equivariance_errors
+
+        return {name: equivariance_errors(self, x, group, input=self.input_action, output=self.output_action, n=n,
+                                          generator=generator)
+                for name, group in self.groups.items()}
+
+    def _measured_group(self, name: str | None) -> Group:
+        if name is None:
+            if len(self.groups) > 1:
+                raise ConfigError(f"this model has several groups {list(self.groups)}: pass group= one of them, or "
+                                  "use equivariance_errors(x) for all of them")
+            return self.group
+        if name not in self.groups:
+            raise ConfigError(f"group {name!r} is not one of this model's groups {list(self.groups)}")
+        return self.groups[name]
 
     # --- saving --------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, *, overwrite: bool = False) -> None:
@@ -209,6 +226,20 @@ class SymmetricModel(nn.Module):
         from ..saving import save_model
 
         save_model(self, directory, overwrite=overwrite)
+
+    @classmethod
+    def from_pretrained(cls, backbone: nn.Module, directory: str | Path, **modules: nn.Module) -> SymmetricModel:
+        """:func:`symwrap.load` in peft's argument order: the model saved in ``directory``, rebuilt around
+        ``backbone`` (same architecture) with its weights, bit for bit. Called on a strategy class, the save must
+        be of that strategy."""
+        from ..wrap import load
+
+        model = load(directory, backbone, **modules)
+        if not isinstance(model, cls):
+            raise ConfigError(f"{str(directory)!r} holds a {model.config.strategy!r} model "
+                              f"({type(model).__name__}), not a {cls.__name__}; use symwrap.load or "
+                              f"{type(model).__name__}.from_pretrained")
+        return model
 
     def group_spec(self) -> str | list[str]:
         """The group as ``wrap()`` takes it back: its name (a list of names for several groups)."""
@@ -245,3 +276,10 @@ class SymmetricModel(nn.Module):
             self._generator = torch.Generator(device=device)
             self._generator.manual_seed(self.config.seed)
         return self._generator
+
+
+def display_name(module: Any) -> str:
+    """What messages call a backbone: the user's model's class name, under the adapter ``wrap()`` may have put
+    around it (adapters say it as ``display_name``)."""
+    name = getattr(module, "display_name", None)
+    return name if isinstance(name, str) else type(module).__name__

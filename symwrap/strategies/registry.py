@@ -6,11 +6,13 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import RegistryError, UnknownStrategyError
+from ..registry import Registry
 from .base import SymmetricModel
 
 M = TypeVar("M", bound=type[SymmetricModel])
 
-_STRATEGIES: dict[str, type[SymmetricModel]] = {}
+_REGISTRY: Registry[type[SymmetricModel]] = Registry("strategy", error=UnknownStrategyError)
+_STRATEGIES = _REGISTRY.objects  # lower-case name -> SymmetricModel subclass
 
 
 def register_strategy(name: str, *, override: bool = False) -> Callable[[M], M]:
@@ -19,17 +21,14 @@ def register_strategy(name: str, *, override: bool = False) -> Callable[[M], M]:
     The class's ``config_class`` must be a :class:`StrategyConfig` dataclass whose
     ``strategy`` class variable is ``name``.
     """
-    key = name.lower()
 
     def decorator(cls: M) -> M:
-        if key in _STRATEGIES and not override:
-            raise RegistryError(f"a strategy is already registered as {name!r}; pass override=True to replace it")
+        _REGISTRY.check_free(name, override=override)
         if cls.config_class.strategy != name:
             raise RegistryError(
                 f"{cls.__name__}.config_class.strategy is {cls.config_class.strategy!r}; it must be {name!r}"
             )
-        _STRATEGIES[key] = cls
-        return cls
+        return _REGISTRY.register(name, cls, override=True)
 
     return decorator
 
@@ -41,6 +40,4 @@ def list_strategies() -> list[str]:
 
 def get_strategy(name: str) -> type[SymmetricModel]:
     """The :class:`SymmetricModel` subclass registered as ``name``."""
-    if isinstance(name, str) and name.strip().lower() in _STRATEGIES:
-        return _STRATEGIES[name.strip().lower()]
-    raise UnknownStrategyError(name, list_strategies())
+    return _REGISTRY.get(name)

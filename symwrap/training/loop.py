@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from ..errors import ConfigError, DataError, ShapeError
+from ..steps import default_task_loss, optimizer_step, split_batch
 from ..strategies.base import SymmetricModel
 from . import checkpoint as ckpt
 from . import distributed
@@ -63,9 +63,7 @@ def default_loss(pred: Any, target: torch.Tensor) -> torch.Tensor:
             f"the default loss needs a tensor prediction and a tensor target; got {type(pred).__name__} and "
             f"{type(target).__name__}. Pass loss_fn=(pred, target) -> loss"
         )
-    if torch.is_floating_point(target):
-        return F.mse_loss(pred, target)
-    return F.cross_entropy(pred, target)
+    return default_task_loss(pred, target)
 
 
 def _as_terms(value: Any, source: str) -> dict[str, torch.Tensor]:
@@ -113,18 +111,6 @@ class _LossModule(nn.Module):
 
 
 # --- batches --------------------------------------------------------------------------------------
-def split_batch(batch: Any) -> tuple[Any, Any]:
-    """``(x, y)`` from a batch: a pair, or an object with a ``y`` attribute (a torch_geometric ``Batch``,
-    which is then both the input and the holder of the target)."""
-    if isinstance(batch, (tuple, list)) and len(batch) == 2:
-        return batch[0], batch[1]
-    if not isinstance(batch, (tuple, list, Mapping, torch.Tensor)) and getattr(batch, "y", None) is not None:
-        return batch, batch.y
-    kind = f"a {type(batch).__name__} of length {len(batch)}" if isinstance(batch, (tuple, list)) else \
-        f"a {type(batch).__name__}"
-    raise ShapeError(f"a batch must be a pair (x, y) or a torch_geometric Batch with .y; got {kind}")
-
-
 def move_to(value: Any, device: torch.device) -> Any:
     """``value`` with every tensor on ``device``: tensors, dicts, lists and tuples of them, and objects
     with a ``.to(device)`` method (torch_geometric ``Data``/``Batch``)."""
@@ -404,13 +390,8 @@ def fit(
             if first_x is None:
                 first_x = x
             terms = trainer(x, y)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
-                scheduler.step()
+            optimizer_step(optimizer, terms["total"], grad_clip=grad_clip, parameters=model.parameters(),
+                           scheduler=scheduler)
             step += 1
             epoch_meter.add(terms)
             window.add(terms)
@@ -584,29 +565,27 @@ def _equivariance(model: SymmetricModel, x: Any, device: torch.device,
                   context: distributed.DistributedContext) -> dict[str, float]:
     """``equivariance_error`` of the model in eval mode (per group when it has several), averaged over
     ranks; the same group elements every epoch (a fixed seed), so epochs compare."""
-    from ..metrics import equivariance_error
 
     values: dict[str, float] = {}
     was_training = model.training
     model.eval()
     try:
         if x is not None:
-            values["equivariance_error"] = model.equivariance_error(x, generator=_seeded(device))
-            groups = getattr(model, "groups", None)
-            if isinstance(groups, Mapping) and len(groups) > 1:
-                for name, group in groups.items():
-                    values[f"equivariance_error_{name}"] = equivariance_error(
-                        model, x, group, input=model.input_action, output=model.output_action,
-                        generator=_seeded(device))
+            # several groups (REMUL): each one, and the first one listed as the run's headline number
+            first = next(iter(model.groups))
+            values["equivariance_error"] = model.equivariance_error(x, generator=_seeded(device), group=first)
+            if len(model.groups) > 1:
+                for name in model.groups:
+                    values[f"equivariance_error_{name}"] = model.equivariance_error(x, generator=_seeded(device),
+                                                                                    group=name)
     finally:
         model.train(was_training)
     if not context.enabled:
         return values
     # every rank takes part in the reduction, even one that had no batch to measure on
     names = ["equivariance_error"]
-    groups = getattr(model, "groups", None)
-    if isinstance(groups, Mapping) and len(groups) > 1:
-        names += [f"equivariance_error_{name}" for name in groups]
+    if len(model.groups) > 1:
+        names += [f"equivariance_error_{name}" for name in model.groups]
     packed = torch.tensor([values.get(n, 0.0) for n in names] + [float(n in values) for n in names],
                           dtype=torch.float64, device=device)
     reduced = distributed.all_reduce_sum(packed, context)

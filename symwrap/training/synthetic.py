@@ -114,5 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             history.save(args.output / "history.json")
         print(json.dumps({"world_size": world_size, "rank_weight_spread": spread, "last": history.last}))
     if initialised:
+        # every rank waits for rank 0's writes: a rank that tears gloo down while another still talks to it can
+        # abort the process ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()
     return 0

@@ -9,33 +9,25 @@ keeps seeing the poses it knows.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...actions import Copies, ImageAction, group_copies, mix_inverse_copies
-from ...backbones.introspection import image_channels
+from ...actions import Copies, group_copies, mix_inverse_copies
 from ...errors import ConfigError, IncompatibleGroupError
 from ...groups import Group, select
+from ...nn import NoDefaultNetworkError, default_network, find_default_network, image_channels
 from ..approximation import warn_approximation
 from ..base import SymmetricModel
 from ..registry import register_strategy
-from .canonicalizers import (
-    ContrastiveScorer,
-    EquivariantScorer,
-    PCAFrame,
-    RegressedFrame,
-    VectorImageFrame,
-    VectorNeuronFrame,
-)
+from . import defaults as _defaults  # noqa: F401 - registers the default frames
+from .canonicalizers import ContrastiveScorer, EquivariantScorer, PCAFrame, RegressedFrame, VectorNeuronFrame
 from .config import CanonicalizationConfig
-from .networks import ImageEncoder, PointEncoder
 
 #: finite groups up to this order are canonicalized by scoring every element
-MAX_SCORED_ORDER = 1024
+MAX_EXHAUSTIVE_ORDER = 1024
 #: a learned (regressed) frame whose relative equivariance error ‖F(h·x) − h·F(x)‖ / ‖F(x)‖ on the first
 #: evaluation batch is above this is reported with an :class:`~symwrap.errors.ApproximationWarning`
 FRAME_WARNING_THRESHOLD = 0.1
@@ -80,8 +72,9 @@ class Canonicalization(SymmetricModel):
             raise IncompatibleGroupError(
                 f"canonicalization of an infinite group needs rotations to build frames from; got {group.name}"
             )
-        if config.canonicalizer_input_size is not None and not isinstance(input_action, ImageAction):
-            raise ConfigError("canonicalizer_input_size resizes images; the input here is not an image")
+        if config.canonicalizer_input_size is not None and input_action.grid_axes == 0:
+            raise ConfigError(f"canonicalizer_input_size resizes images (data on a grid); the input here is "
+                              f"{input_action.spec()!r}, which has no grid")
         self.config = config = resolve_config(config, group, input_action, self.backbone, canonicalizer_network)
         self.canonicalizer = _build_canonicalizer(group, input_action, config, canonicalizer_network, self.discrete)
         self._last: dict[str, Any] = {}
@@ -102,7 +95,8 @@ class Canonicalization(SymmetricModel):
         group, g_all, k, logits = self._score_discrete(x)
         choice_logits = logits
         if self.training and config.gradient == "gumbel":
-            uniform = torch.rand_like(logits).clamp(1e-9, 1 - 1e-9)
+            uniform = torch.rand(logits.shape, generator=self.generator_for(logits.device), device=logits.device,
+                                 dtype=logits.dtype).clamp(1e-9, 1 - 1e-9)
             choice_logits = logits - torch.log(-torch.log(uniform))
         index = choice_logits.argmax(dim=1)
         self._last["index"] = index
@@ -121,10 +115,10 @@ class Canonicalization(SymmetricModel):
         action, config = self.input_action, self.config
         small = self._shrink(x)
         group, small_rep, g_all, k = group_copies(action, self.group, small, samples=1,
-                                                  exhaustive_up_to=MAX_SCORED_ORDER)
+                                                  max_exhaustive_order=MAX_EXHAUSTIVE_ORDER)
         if not group.is_finite or k != group.order:
             raise IncompatibleGroupError(
-                f"{self.group.name} has more than {MAX_SCORED_ORDER} elements for this input: too many to score"
+                f"{self.group.name} has more than {MAX_EXHAUSTIVE_ORDER} elements for this input: too many to score"
             )
         scored_copies = None
         if self.canonicalizer.uses_copies:  # copy i of the canonicalizer's input is g_i⁻¹·x
@@ -183,15 +177,15 @@ class Canonicalization(SymmetricModel):
         self._last = {"x": x, "rotation": rotation}
         return bound, bound.from_parts(linear=rotation, translation=translation)
 
-    def _shrink(self, images: Any) -> Any:
-        """Images at the canonicalizer's input size (when one is set)."""
+    def _shrink(self, x: Any) -> Any:
+        """Grid data (images) at the canonicalizer's input size (when one is set)."""
         size = self.config.canonicalizer_input_size
-        if size is None or images is None or images.shape[-1] == size:
-            return images
-        return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        if size is None or x is None:
+            return x
+        return self.input_action.resize(x, size)
 
     def _frame_input(self, x: Any) -> torch.Tensor:
-        if isinstance(self.input_action, ImageAction):
+        if self.input_action.grid_axes > 0:
             return self._shrink(x)
         positions = self.input_action.positions(x)
         if positions is None:
@@ -237,7 +231,8 @@ class Canonicalization(SymmetricModel):
             bound = self.input_action.bind(self.group, x)
             probe = self.input_action.probe(x)
             dtype = probe.dtype if torch.is_floating_point(probe) else None
-            target = bound.sample(self.input_action.batch_size(x), device=probe.device, dtype=dtype)
+            target = bound.sample(self.input_action.batch_size(x), generator=self.generator_for(probe.device),
+                                  device=probe.device, dtype=dtype)
             x = self.input_action.act(bound, target, x)
         if self.discrete:
             self._score_discrete(x)
@@ -285,7 +280,8 @@ class Canonicalization(SymmetricModel):
     def _artifact_loss(self, last: dict[str, Any]) -> torch.Tensor:
         """Embeddings of each copy and of the copy turned by a random element and back agree."""
         group, copies = last["group"], last["copies"]
-        h = group.sample(self.input_action.batch_size(copies), device=copies.device)
+        h = group.sample(self.input_action.batch_size(copies), generator=self.generator_for(copies.device),
+                         device=copies.device)
         round_trip = self.input_action.act(group, h, self.input_action.act(group, group.inverse(h), copies))
         embeddings = self.canonicalizer.network(round_trip)
         k = last["k"]
@@ -294,7 +290,8 @@ class Canonicalization(SymmetricModel):
     def _frame_regression_loss(self, x: Any, rotation: torch.Tensor) -> torch.Tensor:
         """The frame of h·x should be h·(frame of x) for a random h per sample."""
         bound = self.input_action.bind(self.group, x)
-        h = bound.sample(self.input_action.batch_size(x), device=rotation.device, dtype=rotation.dtype)
+        h = bound.sample(self.input_action.batch_size(x), generator=self.generator_for(rotation.device),
+                         device=rotation.device, dtype=rotation.dtype)
         moved = self.canonicalizer(self._frame_input(self.input_action.act(bound, h, x)))
         return ((moved - bound.linear_part(h, dtype=rotation.dtype) @ rotation) ** 2).sum((1, 2)).mean()
 
@@ -320,21 +317,20 @@ def resolve_config(
     if kind == "auto":
         kind = "contrastive" if network is not None else default_canonicalizer(group, input_action)
     in_channels = config.in_channels
-    if in_channels is None and network is None and kind != "pca" and isinstance(input_action, ImageAction):
+    channels_first_grid = input_action.grid_axes > 0 and input_action.channel_axis == 1
+    if in_channels is None and network is None and kind != "pca" and channels_first_grid:
         in_channels = _channels_from_backbone(backbone, kind)
     return dataclasses.replace(config, canonicalizer=kind, in_channels=in_channels)
 
 
 def default_canonicalizer(group: Group, input_action) -> str:
     """What ``canonicalizer="auto"`` means for ``group`` acting on ``input_action``'s data: an exact
-    canonicalizer where one exists (see :class:`CanonicalizationConfig`)."""
+    canonicalizer where one exists (see :class:`CanonicalizationConfig`): the arg-max over scored copies for
+    finite groups, else the registry's equivariant ``"frame"`` network when one applies and is installed."""
     if group.is_finite or group.needs_size:
         return "contrastive"
-    if isinstance(input_action, ImageAction):
-        return "equivariant" if group.special and importlib.util.find_spec("escnn") is not None else "contrastive"
-    if group.dim in (2, 3):
-        return "equivariant"
-    return "contrastive"
+    frame = find_default_network("frame", group, input_action)
+    return "equivariant" if frame is not None and frame.installed else "contrastive"
 
 
 def _channels_from_backbone(backbone: nn.Module, kind: str) -> int:
@@ -352,56 +348,54 @@ def _channels_from_backbone(backbone: nn.Module, kind: str) -> int:
 def _build_canonicalizer(
     group: Group, input_action, config: CanonicalizationConfig, network: nn.Module | None, discrete: bool
 ) -> nn.Module:
-    image = isinstance(input_action, ImageAction)
     kind = config.canonicalizer
+    sizes = {"hidden": config.hidden, "in_channels": config.in_channels}
     if discrete:
         if kind == "pca":
             raise ConfigError(f"the 'pca' canonicalizer builds frames for continuous groups; {group.name} is finite")
         if kind == "contrastive":
-            encoder = network or _default_encoder(group, image, config.embedding_dim, config)
+            encoder = network or _default_encoder(group, input_action, config.embedding_dim, config)
             return ContrastiveScorer(encoder, config.embedding_dim)
         if network is not None:
             return EquivariantScorer(network)
-        if not image:
-            raise ConfigError(
-                f"there is no default equivariant canonicalizer for {input_action.spec()!r} under {group.name}; "
-                "pass canonicalizer_network= or use canonicalizer='contrastive'"
-            )
-        from ...nn import RegularCanonicalizerCNN
-
-        return EquivariantScorer(RegularCanonicalizerCNN(group, config.in_channels, hidden=config.hidden))
+        return EquivariantScorer(_default("regular_scores", group, input_action, **sizes))
     special = group.special
     if kind == "pca":
-        if image:
+        if not input_action.has_positions:
             raise ConfigError(
-                "the 'pca' canonicalizer is for point sets; use 'equivariant' or 'contrastive' for images"
+                f"the 'pca' canonicalizer builds frames from point positions, and {input_action.spec()!r} data has "
+                "none; use 'equivariant' or 'contrastive'"
             )
         return PCAFrame(special)
     if kind == "contrastive":
-        encoder = network or _default_encoder(group, image, group.dim * group.dim, config)
+        encoder = network or _default_encoder(group, input_action, group.dim * group.dim, config)
         return RegressedFrame(encoder, group.dim, special)
     if network is not None:
         return RegressedFrame(network, group.dim, special)
-    if image:
-        if not special:
-            raise ConfigError(
-                f"the equivariant image canonicalizer handles SO2; {group.name} has reflections. "
-                "Use canonicalizer='contrastive' (a learned frame, approximately equivariant once trained)"
-            )
-        return VectorImageFrame(config.in_channels, config.hidden)
-    if group.dim not in (2, 3):
-        raise ConfigError(
-            f"the Vector-Neuron canonicalizer works in 2-D and 3-D; {group.name} acts on R^{group.dim}. "
-            "Use canonicalizer='contrastive' or 'pca'"
-        )
-    return VectorNeuronFrame(special, dim=group.dim)
+    return _default("frame", group, input_action, **sizes)
 
 
-def _default_encoder(group: Group, image: bool, out_features: int, config: CanonicalizationConfig) -> nn.Module:
-    if image:
-        return ImageEncoder(config.in_channels, out_features, hidden=config.hidden)
-    if group.dim is None:
-        raise ConfigError(
-            f"there is no default contrastive network for {group.name} on this input; pass canonicalizer_network="
-        )
-    return PointEncoder(group.dim, out_features, hidden=4 * config.hidden)
+def _default_encoder(group: Group, input_action, out_features: int, config: CanonicalizationConfig) -> nn.Module:
+    return _default("encoder", group, input_action, out_features=out_features, hidden=config.hidden,
+                    in_channels=config.in_channels)
+
+
+def _default(role: str, group: Group, input_action, **options: Any) -> nn.Module:
+    """The registry's default ``role`` network, or an error saying what to pass instead."""
+    try:
+        return default_network(role, group, input_action, **options)
+    except NoDefaultNetworkError as error:
+        advice = "pass canonicalizer_network="
+        if role != "encoder" and find_default_network("encoder", group, input_action) is not None:
+            advice += ", or use canonicalizer='contrastive'" + (
+                " (a learned frame, approximately equivariant once trained)" if role == "frame" else "")
+        raise NoDefaultNetworkError(f"{error}. For canonicalization: {advice}") from None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MAX_SCORED_ORDER":
+        import warnings
+
+        warnings.warn("MAX_SCORED_ORDER is deprecated; use MAX_EXHAUSTIVE_ORDER", DeprecationWarning, stacklevel=2)
+        return MAX_EXHAUSTIVE_ORDER
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

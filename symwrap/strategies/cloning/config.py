@@ -20,7 +20,7 @@ COPY_TARGETS = ("teacher", "symmetry")
 class CloningConfig(StrategyConfig):
     """Symmetry cloning (Huang, Cheng, Chen, Aspuru-Guzik, arXiv 2410.03989).
 
-    Stage one (:meth:`~symwrap.strategies.SymmetryCloning.clone`) trains the student to match an equivariant
+    Stage one (:meth:`~symwrap.strategies.Cloning.clone`) trains the student to match an equivariant
     teacher; stage two fine-tunes it on the task, keeping or breaking the cloned symmetry.
 
     Attributes:
@@ -59,10 +59,14 @@ class CloningConfig(StrategyConfig):
         target: what the equivariance term compares f(g·x) with: ``"prediction"``: g·f(x)
             (self-consistency, needs no labels); ``"label"``: g·y (REMUL's choice: training on transformed
             data).
-        num_samples: group elements sampled per input for the equivariance term (one backbone call).
+        num_samples_train: group elements sampled per input for the equivariance term (one backbone call) in
+            training mode. Formerly ``num_samples`` (still accepted, with a :class:`DeprecationWarning`).
+        num_samples_eval: the same in evaluation mode (a validation loss); ``None``: ``num_samples_train``.
     """
 
     strategy: ClassVar[str] = "cloning"
+    #: deprecated field names -> their new names (see :func:`symwrap.saving.upgrade_config_fields`)
+    renamed_fields: ClassVar[dict[str, str]] = {"num_samples": "num_samples_train"}
     inputs: str = "both"
     match: str = "outputs"
     transformed_copies: int = 1
@@ -81,7 +85,8 @@ class CloningConfig(StrategyConfig):
     mode: str = "keep"
     beta: float = 1.0
     target: str = "prediction"
-    num_samples: int = 1
+    num_samples_train: int = 1
+    num_samples_eval: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,7 +100,9 @@ class CloningConfig(StrategyConfig):
         for name in ("gaussian_scale", "temperature"):
             _check_number(name, getattr(self, name), positive=True)
         _check_integer("transformed_copies", self.transformed_copies, low=0)
-        _check_integer("num_samples", self.num_samples, low=1)
+        _check_integer("num_samples_train", self.num_samples_train, low=1)
+        if self.num_samples_eval is not None:
+            _check_integer("num_samples_eval", self.num_samples_eval, low=1)
         if self.resample_teacher_every is not None:
             _check_integer("resample_teacher_every", self.resample_teacher_every, low=1)
         if self.gaussian_fields is not None and (
@@ -114,6 +121,12 @@ class CloningConfig(StrategyConfig):
             if self.copy_targets == "symmetry":
                 raise ConfigError("copy_targets='symmetry' derives the teacher's outputs on transformed copies "
                                   "but not its features; use copy_targets='teacher' with match='outputs+features'")
+
+    def samples_for(self, training: bool) -> int:
+        """The group elements sampled per input in training mode (``training``) or in evaluation mode."""
+        if training or self.num_samples_eval is None:
+            return self.num_samples_train
+        return self.num_samples_eval
 
     @property
     def uses_data(self) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ...actions import Action, DictAction, ImageAction, ScalarsAction
+from ...actions import Action
 from ...errors import ConfigError
 
 
@@ -16,26 +16,27 @@ def gaussian_like(action: Action, x: Any, scale: float = 1.0, *, fields: Iterabl
     """Random inputs with the shape of ``x``: every channel drawn from N(μ, (scale·σ)²), with the channel's
     mean μ and standard deviation σ over the batch.
 
-    The channel is dim 1 of images and the last dim of other tensors. For dict inputs, the ``fields`` are
-    replaced (default: every floating-point field whose action is not ``"scalars"``); the others are
-    the data's.
+    The channel axis is the action's (:attr:`~symwrap.actions.Action.channel_axis`: dim 1 of images, the last
+    dim of other tensors). For dict inputs, the ``fields`` are replaced (default: every floating-point field
+    whose values the group changes, not only reorders: not charges or atom types); the others are the data's.
     """
-    if isinstance(action, DictAction) and isinstance(x, Mapping):
+    field_actions = getattr(action, "fields", None)
+    if isinstance(field_actions, Mapping) and isinstance(x, Mapping):
         chosen = set(fields) if fields is not None else {
-            key for key, field in action.fields.items()
-            if torch.is_tensor(x[key]) and torch.is_floating_point(x[key]) and not isinstance(field, ScalarsAction)
+            key for key, field in field_actions.items()
+            if torch.is_tensor(x[key]) and torch.is_floating_point(x[key]) and not field.values_fixed
         }
-        unknown = sorted(chosen - set(action.fields))
+        unknown = sorted(chosen - set(field_actions))
         if unknown:
-            raise ConfigError(f"gaussian_fields {unknown} are not fields of the input {sorted(action.fields)}")
-        return {key: _gaussian_tensor(x[key], scale, 1 if isinstance(field, ImageAction) else -1, generator, key)
-                if key in chosen else x[key] for key, field in action.fields.items()}
+            raise ConfigError(f"gaussian_fields {unknown} are not fields of the input {sorted(field_actions)}")
+        return {key: _gaussian_tensor(x[key], scale, field.channel_axis, generator, key)
+                if key in chosen else x[key] for key, field in field_actions.items()}
     if not isinstance(x, torch.Tensor):
         raise ConfigError(
             f"random (gaussian) inputs are drawn for tensors and dicts of tensors; got {type(x).__name__}. "
             "Use inputs='data'."
         )
-    return _gaussian_tensor(x, scale, 1 if isinstance(action, ImageAction) else -1, generator)
+    return _gaussian_tensor(x, scale, action.channel_axis, generator)
 
 
 def _gaussian_tensor(x: torch.Tensor, scale: float, channel_dim: int, generator: torch.Generator | None,

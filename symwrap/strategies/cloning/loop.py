@@ -1,41 +1,18 @@
-"""The small training loop behind ``clone()`` and ``fine_tune()``: cycles a loader, steps an optimizer,
-and records the loss terms and the student's equivariance error as it goes."""
+"""The training stage behind ``clone()`` and ``fine_tune()``: :func:`symwrap.steps.run_steps` (the loop every
+trainer shares) on a cycled loader, recording the loss terms and the student's equivariance error as it goes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ...errors import ConfigError
+from ...steps import cycle_batches, run_steps
 
-Batch = tuple[Any, Any]
-
-
-def cycle_batches(loader: Iterable[Any] | torch.Tensor | Mapping) -> Iterator[Batch]:
-    """``(x, y)`` pairs from a loader, restarted whenever it runs out (``y`` is ``None`` for loaders that
-    yield inputs only). A single batch (a tensor or a dict of tensors) is repeated."""
-    if isinstance(loader, (torch.Tensor, Mapping)):
-        while True:
-            yield loader, None
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield split_batch(batch)
-        if empty:
-            raise ConfigError(f"the loader {type(loader).__name__} yielded no batches")
-
-
-def split_batch(batch: Any) -> Batch:
-    """``(x, y)`` from ``x``, ``(x,)`` or ``(x, y, ...)``."""
-    if isinstance(batch, (tuple, list)):
-        if not batch:
-            raise ConfigError("the loader yielded an empty batch")
-        return batch[0], (batch[1] if len(batch) > 1 else None)
-    return batch, None
+__all__ = ["cycle_batches", "train"]
 
 
 def train(
@@ -68,7 +45,7 @@ def train(
     probe_x = eval_inputs if eval_inputs is not None else x
     history = []
 
-    def record(step: int, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    def record(step: int, terms: Mapping[str, torch.Tensor]) -> dict[str, float]:
         errors = measure(probe_x)
         entry = {"step": step, **{name: float(value.detach()) for name, value in terms.items()},
                  "equivariance_error": errors["relative"], "averaged_equivariance_error": errors["averaged"]}
@@ -76,18 +53,16 @@ def train(
         return entry
 
     with torch.no_grad():
-        entry = record(first_step, step_loss(first_step, x, y))
-    with tqdm(total=steps, desc=desc, unit="step", disable=not progress) as bar:
-        for i in range(1, steps + 1):
-            if i > 1:
-                x, y = next(batches)
-            terms = step_loss(first_step + i, x, y)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            optimizer.step()
-            if i % log_every == 0 or i == steps:
-                entry = record(first_step + i, terms)
-            bar.set_postfix(loss=f"{float(terms['total'].detach()):.3g}",
-                            equivariance=f"{entry['equivariance_error']:.2e}")
-            bar.update()
+        last = record(first_step, step_loss(first_step, x, y))
+
+    def after_step(step: int, terms: Mapping[str, torch.Tensor]) -> dict[str, str]:
+        nonlocal last
+        done = step - first_step
+        if done % log_every == 0 or done == steps:
+            last = record(step, terms)
+        return {"loss": f"{float(terms['total'].detach()):.3g}", "equivariance": f"{last['equivariance_error']:.2e}"}
+
+    # the first step trains on the batch just recorded
+    run_steps(step_loss, itertools.chain([(x, y)], batches), steps, optimizer, first_step=first_step,
+              on_step=after_step, progress=progress, desc=desc)
     return history

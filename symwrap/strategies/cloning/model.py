@@ -1,8 +1,8 @@
 """Symmetry cloning: a student of any architecture learns a symmetry by imitating an equivariant teacher.
 
 Huang, Cheng, Chen, Aspuru-Guzik, "Symmetry From Scratch: Group Equivariance as a Supervised Learning
-Task" (arXiv 2410.03989). Stage one (:meth:`SymmetryCloning.clone`) matches the student to the teacher on
-data, on group-transformed data and on random inputs; stage two (:meth:`SymmetryCloning.loss`) fine-tunes
+Task" (arXiv 2410.03989). Stage one (:meth:`Cloning.clone`) matches the student to the teacher on
+data, on group-transformed data and on random inputs; stage two (:meth:`Cloning.loss`) fine-tunes
 on the task, keeping the symmetry with REMUL's equivariance loss or letting the data break it. ``forward``
 is the bare student: inference costs what the student costs.
 """
@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...actions import Copies, group_copies
-from ...backbones import adapt_backbone
+from ...actions.batching import concat_batches, concatenable, predict_transformed, split_outputs
 from ...errors import ConfigError, ShapeError
 from ...groups import Group
-from ...losses import concat_batches, concatenable, equivariance_loss, predict_transformed, split_outputs
+from ...losses import equivariance_loss
 from ..base import SymmetricModel
 from ..registry import register_strategy
 from .config import MODES, CloningConfig
@@ -60,7 +60,7 @@ class WeightAnchor(nn.Module):
 
 
 @register_strategy("cloning")
-class SymmetryCloning(SymmetricModel):
+class Cloning(SymmetricModel):
     """Distils an equivariant teacher's symmetry into any backbone, then fine-tunes keeping or breaking it.
 
     ``wrap(student, group="C4", strategy="cloning", teacher=teacher, input="image", output="invariant")``
@@ -77,6 +77,7 @@ class SymmetryCloning(SymmetricModel):
     config_class = CloningConfig
     config: CloningConfig
     module_arguments = ("teacher",)
+    adapted_module_arguments = ("teacher",)
 
     def __init__(self, backbone: nn.Module, group: Group, input_action, output_action, config: CloningConfig,
                  teacher: nn.Module | None = None) -> None:
@@ -107,7 +108,9 @@ class SymmetryCloning(SymmetricModel):
         return self._teacher
 
     def set_teacher(self, teacher: nn.Module) -> None:
-        """Use ``teacher`` (frozen, in eval mode) for stage one."""
+        """Use ``teacher`` (frozen, in eval mode) for stage one: a module mapping the input to tensors in the
+        output's layout (``wrap()`` and ``symwrap.load`` put a Hugging Face or PyG teacher in the adapter that
+        does this; :func:`symwrap.backbones.adapt_backbone` does it by hand)."""
         student = {id(p) for p in self.backbone.parameters()}
         if teacher is self.backbone or any(id(p) in student for p in teacher.parameters()):
             raise ConfigError("the teacher shares parameters with the student, and freezing it would freeze the "
@@ -115,7 +118,6 @@ class SymmetryCloning(SymmetricModel):
         if self.config.uses_features:  # named in the user's teacher, before any output adapter
             object.__setattr__(self, "_teacher_features",
                                _submodule(teacher, self.config.teacher_feature_layer, "teacher"))
-        teacher = adapt_backbone(teacher)
         teacher.requires_grad_(False)
         object.__setattr__(self, "_teacher", teacher.eval())
 
@@ -182,7 +184,7 @@ class SymmetryCloning(SymmetricModel):
             names.append("outputs_data")
             batches.append(x)
             if config.transformed_copies > 0:
-                copies = group_copies(action, self.group, x, samples=config.transformed_copies, exhaustive_up_to=0,
+                copies = group_copies(action, self.group, x, samples=config.transformed_copies, max_exhaustive_order=0,
                                       generator=generator)
                 names.append("outputs_transformed")
                 batches.append(action.act(copies.group, copies.elements, copies.x))
@@ -277,7 +279,7 @@ class SymmetryCloning(SymmetricModel):
         return history
 
     # --- stage two: fine-tuning ----------------------------------------------------------------------------
-    def set_mode(self, mode: str) -> SymmetryCloning:
+    def set_mode(self, mode: str) -> Cloning:
         """``"keep"`` (task + β·equivariance) or ``"break"`` (task only) for the stage-two loss."""
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {MODES}; got {mode!r}")
@@ -288,7 +290,7 @@ class SymmetryCloning(SymmetricModel):
         """Stage two: ``task``, plus β·``equivariance`` in ``"keep"`` mode (which needs ``x``), and ``total``.
 
         The equivariance term is REMUL's (:func:`symwrap.losses.equivariance_loss`): ‖f(g·x) − g·f(x)‖²
-        (``target="prediction"``) or ℓ(f(g·x), g·y) (``target="label"``), on ``num_samples`` sampled
+        (``target="prediction"``) or ℓ(f(g·x), g·y) (``target="label"``), on ``num_samples_train`` sampled
         elements per input in one student call.
         """
         terms = {"task": self.task_loss(pred, target)}
@@ -311,7 +313,7 @@ class SymmetryCloning(SymmetricModel):
     def _equivariance_term(self, pred: Any, target: Any, x: Any, kind: str | None = None) -> torch.Tensor:
         self._check_input(x)
         moved = predict_transformed(self.run_backbone, x, self.group, self.input_action,
-                                    num_samples=self.config.num_samples,
+                                    num_samples=self.config.samples_for(self.training),
                                     generator=self.generator_for(self.input_action.probe(x).device))
         if (kind or self.config.target) == "label":
             return equivariance_loss(moved, target, self.output_action, distance=self.task_loss)
@@ -415,6 +417,12 @@ def _submodule(module: nn.Module, name: str | None, role: str) -> nn.Module:
     try:
         return module.get_submodule(name or "")
     except AttributeError as error:
+        inner = getattr(module, "model", None)  # the user's model inside the adapter wrap() put around it
+        if getattr(module, "display_name", None) is not None and isinstance(inner, nn.Module):
+            try:
+                return inner.get_submodule(name or "")
+            except AttributeError:
+                pass
         names = [n for n, _ in module.named_modules() if n][:20]
         raise ConfigError(f"{role}_feature_layer {name!r} is not a submodule of the {role} "
                           f"{type(module).__name__}; its submodules include {names}") from error

@@ -30,8 +30,10 @@ class RemulConfig(StrategyConfig):
             and labels (the paper's choice; α = 0 is training on augmented data only);
             ``"prediction"``: ℓ_equi = ‖f(g·x) − g·f(x)‖² (mean squared), self-consistency,
             which also trains on unlabelled inputs through :meth:`auxiliary_loss`.
-        num_samples: group elements sampled per input each step; the transformed copies are
-            one backbone call on a ``num_samples``-times bigger batch.
+        num_samples_train: group elements sampled per input for the equivariance term in training mode; the
+            transformed copies are one backbone call on a ``num_samples_train``-times bigger batch. Formerly
+            ``num_samples`` (still accepted, with a :class:`DeprecationWarning`).
+        num_samples_eval: the same in evaluation mode (a validation loss); ``None``: ``num_samples_train``.
         gradnorm_asymmetry: GradNorm's α, how strongly a loss that lags behind is pushed.
         gradnorm_lr: step size of the GradNorm weight update.
         shared_layer: name of the backbone submodule whose parameters GradNorm measures
@@ -46,11 +48,14 @@ class RemulConfig(StrategyConfig):
     """
 
     strategy: ClassVar[str] = "remul"
+    #: deprecated field names -> their new names (see :func:`symwrap.saving.upgrade_config_fields`)
+    renamed_fields: ClassVar[dict[str, str]] = {"num_samples": "num_samples_train"}
     alpha: float = 1.0
     beta: float | str | dict[str, float] = 1.0
     weighting: str = "constant"
     target: str = "label"
-    num_samples: int = 1
+    num_samples_train: int = 1
+    num_samples_eval: int | None = None
     gradnorm_asymmetry: float = 1.5
     gradnorm_lr: float = 0.025
     shared_layer: str | None = None
@@ -76,14 +81,24 @@ class RemulConfig(StrategyConfig):
         else:
             _check_weight("beta", self.beta)
         _check_weight("alpha", self.alpha)
-        for name in ("num_samples", "auto_warmup_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < (1 if name == "num_samples" else 0):
-                raise ConfigError(f"{name} must be a {'positive' if name == 'num_samples' else 'non-negative'} "
-                                  f"integer; got {getattr(self, name)!r}")
+        for name in ("num_samples_train", "num_samples_eval", "auto_warmup_steps"):
+            value = getattr(self, name)
+            if name == "num_samples_eval" and value is None:
+                continue
+            positive = name.startswith("num_samples")
+            if not isinstance(value, int) or value < (1 if positive else 0):
+                raise ConfigError(f"{name} must be a {'positive' if positive else 'non-negative'} "
+                                  f"integer; got {value!r}")
         for name in ("gradnorm_asymmetry", "gradnorm_lr", "auto_power", "auto_beta"):
             _check_weight(name, getattr(self, name))
         if not 0.0 <= self.auto_momentum < 1.0:
             raise ConfigError(f"auto_momentum must be in [0, 1); got {self.auto_momentum}")
+
+    def samples_for(self, training: bool) -> int:
+        """The group elements sampled per input in training mode (``training``) or in evaluation mode."""
+        if training or self.num_samples_eval is None:
+            return self.num_samples_train
+        return self.num_samples_eval
 
 
 def _check_weight(name: str, value: object) -> None:

@@ -7,15 +7,18 @@ Equivariance via Multitask Learning", arXiv 2410.17878). Nothing is added to the
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from ...actions.batching import TransformedPredictions, predict_transformed_many
 from ...errors import ConfigError
 from ...groups import Group, get_group
-from ...losses import TransformedPredictions, equivariance_loss, errors_from_copies, predict_transformed_many
+from ...losses import equivariance_loss
+from ...metrics import errors_from_copies
 from ..base import SymmetricModel
 from ..registry import register_strategy
 from .config import RemulConfig
@@ -106,7 +109,8 @@ class Remul(SymmetricModel):
         """Weighted ``task`` and ``equivariance`` terms and their ``total``.
 
         ``x`` is needed for the equivariance terms (``f(g·x)``): one backbone call on the
-        ``num_samples`` transformed copies of the batch for every group, all groups together.
+        ``num_samples_train`` (in evaluation mode ``num_samples_eval``) transformed copies of the batch for
+        every group, all groups together.
         """
         task = self.task_loss(pred, target)
         equivariance = self._equivariance_losses(pred, target, x) if x is not None else {}
@@ -132,7 +136,7 @@ class Remul(SymmetricModel):
         probe = self.input_action.probe(x)
         moved_all = predict_transformed_many(
             self.run_backbone, x, [self.groups[name] for name in active], self.input_action,
-            num_samples=self.config.num_samples, generator=self.generator_for(probe.device),
+            num_samples=self.config.samples_for(self.training), generator=self.generator_for(probe.device),
         )
         losses = {}
         for name, moved in zip(active, moved_all):
@@ -186,9 +190,7 @@ class Remul(SymmetricModel):
     # --- measuring -------------------------------------------------------------------------------------
     def equivariance_metrics(self, x: Any, n: int | None = None,
                              generator: torch.Generator | None = None) -> dict[str, dict[str, float]]:
-        """E′ (``relative``) and E (``averaged``) of the model on ``x`` for every group (symwrap.metrics)."""
-        from ...metrics import equivariance_errors
-
-        return {name: equivariance_errors(self, x, group, input=self.input_action, output=self.output_action, n=n,
-                                          generator=generator)
-                for name, group in self.groups.items()}
+        """Deprecated: :meth:`equivariance_errors`, which every strategy has."""
+        warnings.warn("Remul.equivariance_metrics is deprecated; use equivariance_errors", DeprecationWarning,
+                      stacklevel=2)
+        return self.equivariance_errors(x, n, generator)

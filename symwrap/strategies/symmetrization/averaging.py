@@ -27,37 +27,46 @@ class AveragingConfig(StrategyConfig):
 
     Exact for finite groups of order up to ``max_exhaustive_order`` (every element is averaged over).
     Otherwise (SO2, SO3, E3, ... and large finite groups) it is a Monte Carlo estimate over
-    ``num_samples`` Haar samples, only approximately equivariant: its error falls as
-    1/√num_samples, and slowly for a backbone far from invariant. The model measures the estimate's
-    standard error from the copies it already computed and warns
+    ``num_samples_train`` (``num_samples_eval`` in evaluation) Haar samples, only approximately equivariant:
+    its error falls as 1/√num_samples_train, and slowly for a backbone far from invariant. The model measures
+    the estimate's standard error from the copies it already computed and warns
     (:class:`~symwrap.errors.ApproximationWarning`, once per sample count) when it is above
     ``MONTE_CARLO_WARNING_THRESHOLD`` (5%) of the estimate. For point sets, ``strategy="frames"`` is
     exact at a cost of a few copies.
 
     Attributes:
-        num_samples: Haar samples per input for infinite groups (and for finite
-            groups larger than ``max_exhaustive_order``) during training.
-        num_samples_eval: the same at evaluation (``model.eval()``); defaults to ``num_samples``.
+        num_samples_train: Haar samples per input for infinite groups (and for finite
+            groups larger than ``max_exhaustive_order``) during training. Formerly ``num_samples``
+            (still accepted, with a :class:`DeprecationWarning`).
+        num_samples_eval: the same at evaluation (``model.eval()``); ``None``: ``num_samples_train``.
         max_exhaustive_order: finite groups up to this order are averaged over every
             element, which makes the model exactly equivariant.
     """
 
     strategy: ClassVar[str] = "averaging"
-    num_samples: int = 16
+    #: deprecated field names -> their new names (see :func:`symwrap.saving.upgrade_config_fields`)
+    renamed_fields: ClassVar[dict[str, str]] = {"num_samples": "num_samples_train"}
+    num_samples_train: int = 16
     num_samples_eval: int | None = None
     max_exhaustive_order: int = 1024
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("num_samples", "max_exhaustive_order"):
+        for name in ("num_samples_train", "max_exhaustive_order"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.num_samples_eval is not None and self.num_samples_eval < 1:
             raise ConfigError(f"num_samples_eval must be >= 1; got {self.num_samples_eval}")
 
+    def samples_for(self, training: bool) -> int:
+        """The group elements sampled per input in training mode (``training``) or in evaluation mode."""
+        if training or self.num_samples_eval is None:
+            return self.num_samples_train
+        return self.num_samples_eval
+
 
 @register_strategy("averaging")
-class GroupAveraging(SymmetricModel):
+class Averaging(SymmetricModel):
     """Averages the backbone over the group, all copies in one backbone call.
 
     ``wrap(backbone, group="C4", strategy="averaging", input="image", output="invariant")``
@@ -74,16 +83,14 @@ class GroupAveraging(SymmetricModel):
 
     def forward(self, x: Any) -> Any:
         self._check_input(x)
-        samples = self.config.num_samples
-        if not self.training and self.config.num_samples_eval is not None:
-            samples = self.config.num_samples_eval
+        samples = self.config.samples_for(self.training)
         probe = self.input_action.probe(x)
         group, x_rep, g, k = group_copies(
             self.input_action,
             self.group,
             x,
             samples=samples,
-            exhaustive_up_to=self.config.max_exhaustive_order,
+            max_exhaustive_order=self.config.max_exhaustive_order,
             generator=self.generator_for(probe.device),
         )
         y = self.run_backbone(self.input_action.act(group, group.inverse(g), x_rep))
@@ -119,7 +126,7 @@ class GroupAveraging(SymmetricModel):
         if not error > MONTE_CARLO_WARNING_THRESHOLD:
             return
         self._monte_carlo_warned = self._monte_carlo_warned | {k}
-        field = "num_samples_eval" if not self.training and self.config.num_samples_eval is not None else "num_samples"
+        field = "num_samples_train" if self.training or self.config.num_samples_eval is None else "num_samples_eval"
         estimate = ""
         if math.isfinite(error):  # the norm of the mean shrinks towards the exact average's: a lower bound
             needed = math.ceil(k * (error / MONTE_CARLO_WARNING_THRESHOLD) ** 2)

@@ -83,3 +83,7 @@ class SymmetrizationConfig(StrategyConfig):
             raise ConfigError(f"noise_diffusion_steps must be >= 0; got {self.noise_diffusion_steps}")
         if self.in_features is not None and self.in_features < 0:
             raise ConfigError(f"in_features must be >= 0; got {self.in_features}")
+
+    def samples_for(self, training: bool) -> int:
+        """The group elements sampled per input in training mode (``training``) or in evaluation mode."""
+        return self.num_samples_train if training else self.num_samples_eval

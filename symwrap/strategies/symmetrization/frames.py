@@ -80,7 +80,7 @@ def pca_frames(
 
 
 @register_strategy("frames")
-class FrameAveraging(SymmetricModel):
+class Frames(SymmetricModel):
     """Averages the backbone over the input's PCA frame (|F| = 2^d or 2^(d−1) copies, one call).
 
     ``wrap(mlp, group="O3", strategy="frames", input="points", output="invariant")``

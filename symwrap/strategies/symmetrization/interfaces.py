@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...actions import Action, ImageAction
-from ...backbones.introspection import image_channels
+from ...actions import Action
 from ...errors import ConfigError, IncompatibleGroupError, ShapeError
 from ...groups import Element, Group
 from .config import SymmetrizationConfig
@@ -178,18 +177,28 @@ def rigid_part(group: Group, g: Element) -> Element:
 
 
 class FiniteInterface(nn.Module):
-    """C_n/D_n on images: regular-representation scores from an escnn CNN plus Gumbel noise; the
-    element is the arg-max (straight-through softmax weights over the copies for the gradient)."""
+    """Finite groups: regular-representation scores (B, |G|) from ``network`` plus Gumbel noise; the element is
+    the arg-max (straight-through softmax weights over the copies for the gradient).
+
+    The default network is the registry's ``"regular_scores"`` entry for the group and data (see
+    :func:`symwrap.nn.default_network`): an escnn CNN for C_n/D_n on images, otherwise any encoder scoring
+    every transformed copy (:class:`~symwrap.nn.CopyScores`)."""
 
     #: the noise enters after the network, so the k copies of an image share one scoring:
-    #: :meth:`ProbabilisticSymmetrization.sample` passes the batch once with ``repeats=k``
+    #: :meth:`Symmetrization.sample` passes the batch once with ``repeats=k``
     scores_each_input_once: ClassVar[bool] = True
 
-    def __init__(self, group: Group, config: SymmetrizationConfig) -> None:
+    def __init__(self, group: Group, config: SymmetrizationConfig, network: nn.Module | None = None,
+                 action: Action | None = None) -> None:
         super().__init__()
-        from ...nn import RegularCanonicalizerCNN
+        if network is None:
+            from ...nn import default_network
 
-        self.network = RegularCanonicalizerCNN(group, config.in_channels, hidden=config.hidden)
+            if action is None:
+                raise ConfigError("FiniteInterface needs the network or the input action to find its default")
+            network = default_network("regular_scores", group, action, hidden=config.hidden,
+                                      in_channels=config.in_channels)
+        self.network = network
         self.temperature = config.temperature
 
     def forward(self, action, group: Group, x: Any, generator: torch.Generator | None = None,
@@ -211,30 +220,61 @@ class FiniteInterface(nn.Module):
         return Sample(elements, weights=weights)
 
 
-def interface_kind(group: Group) -> str | None:
-    """Which default interface ``group`` gets, from what its elements are made of: ``"permutation"``,
-    ``"finite"`` (C_n/D_n scores), ``"rotation"``, ``"product"`` (rotations × permutations) or ``None``."""
-    if group.has_permutation and not group.has_linear and not group.has_translation:
-        return "permutation"
-    if group.is_finite and not group.has_permutation:
-        return "finite"
-    if group.has_linear and not group.has_permutation:
-        return "rotation"
-    if group.has_linear and group.has_permutation and group.dim == 3:
-        return "product"
-    return None
+def _finite(group: Group, action: Action) -> bool:
+    from ...nn import find_default_network
+
+    return (group.is_finite and not group.has_permutation
+            and find_default_network("regular_scores", group, action) is not None)
+
+
+def _register_default_interfaces() -> None:
+    """The built-in ``"interface"`` entries of :func:`symwrap.nn.register_default_network`, asked from the last
+    one up; each tests what the group and the data are made of."""
+    from ...nn import register_default_network
+
+    @register_default_network("interface", "rotation",
+                              applies=lambda group, action, output: (group.has_linear and not group.has_permutation
+                                                                     and not group.is_finite),
+                              needs="rotations of 3-D point positions (with translations)")
+    def _rotation(group: Group, action: Action, output: Any, *, config: SymmetrizationConfig) -> nn.Module:
+        return RotationInterface(group, config)
+
+    @register_default_network("interface", "product",
+                              applies=lambda group, action, output: (group.has_linear and group.has_permutation
+                                                                     and group.dim == 3),
+                              needs="rotations (with translations) x permutations of 3-D point sets")
+    def _product(group: Group, action: Action, output: Any, *, config: SymmetrizationConfig) -> nn.Module:
+        return ProductInterface(group, config, action.member_feature_count(group), action.spec())
+
+    @register_default_network("interface", "finite", applies=lambda group, action, output: _finite(group, action),
+                              needs="finite groups without a permutation part, on data with regular scores")
+    def _finite_interface(group: Group, action: Action, output: Any, *, config: SymmetrizationConfig) -> nn.Module:
+        return FiniteInterface(group, config, action=action)
+
+    @register_default_network("interface", "permutation",
+                              applies=lambda group, action, output: (group.has_permutation and not group.has_linear
+                                                                     and not group.has_translation),
+                              needs="permutations of the members of sets and graphs")
+    def _permutation(group: Group, action: Action, output: Any, *, config: SymmetrizationConfig) -> nn.Module:
+        return PermutationInterface(config, action.member_feature_count(group), action.spec())
+
+
+_register_default_interfaces()
 
 
 def resolve_config(config: SymmetrizationConfig, group: Group, action: Action,
                    backbone: nn.Module) -> SymmetrizationConfig:
-    """The model's own copy of ``config``, with the image channels of the C_n/D_n interface read from the
-    backbone when not given, so that ``save_pretrained`` records what was built."""
+    """The model's own copy of ``config``, with the channels of a finite group's default network on
+    channels-first grids (images) read from the backbone when not given, so that ``save_pretrained`` records
+    what was built."""
+    from ...nn import image_channels
+
     in_channels = config.in_channels
-    if in_channels is None and interface_kind(group) == "finite" and isinstance(action, ImageAction):
+    if in_channels is None and group.is_finite and action.grid_axes > 0 and action.channel_axis == 1:
         in_channels = image_channels(backbone)
         if in_channels is None:
             raise ConfigError(
-                f"the default {group.name} interface network (an escnn CNN) is built at wrap() for a fixed number "
+                f"the default {group.name} interface network is built at wrap() for a fixed number "
                 f"of image channels, and the backbone {type(backbone).__name__} does not tell it (it has no "
                 "nn.Conv2d and no config.num_channels): pass in_channels= (3 for RGB images, 1 for grey ones), "
                 "or your own interface_network="
@@ -243,22 +283,12 @@ def resolve_config(config: SymmetrizationConfig, group: Group, action: Action,
 
 
 def build_interface(group: Group, config: SymmetrizationConfig, action: Action) -> nn.Module:
-    """The interface network for ``group``, from what its elements are made of; ``action`` tells the
-    permutation interface how many features each member has, where the layout fixes it."""
-    in_features = action.member_feature_count(group)
-    kind = interface_kind(group)
-    if kind == "permutation":
-        return PermutationInterface(config, in_features, action.spec())
-    if kind == "finite" and isinstance(action, ImageAction):
-        if config.in_channels is None:
-            raise ConfigError(f"the default {group.name} interface needs in_channels=; got None")
-        return FiniteInterface(group, config)
-    if kind == "rotation":
-        return RotationInterface(group, config)
-    if kind == "product":
-        return ProductInterface(group, config, in_features, action.spec())
-    raise IncompatibleGroupError(
-        f"there is no default interface network for {group.name} on {action.spec()!r} inputs (the C_n/D_n "
-        "interface scores images; rotations need 3-D points); pass interface_network= "
-        "(a module mapping (action, group, x, generator) to a Sample)"
-    )
+    """The default interface network for ``group`` on ``action``'s data: the registry's ``"interface"`` entry
+    (:func:`symwrap.nn.default_network`), chosen by what the group and the data are made of."""
+    from ...nn import NoDefaultNetworkError, default_network
+
+    try:
+        return default_network("interface", group, action, config=config)
+    except NoDefaultNetworkError as error:
+        raise IncompatibleGroupError(f"{error}; or pass interface_network= (a module mapping (action, group, x, "
+                                     "generator) to a Sample)") from None

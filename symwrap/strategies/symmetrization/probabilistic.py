@@ -19,7 +19,7 @@ from .interfaces import Sample, build_interface, resolve_config, rigid_part
 
 
 @register_strategy("symmetrization")
-class ProbabilisticSymmetrization(SymmetricModel):
+class Symmetrization(SymmetricModel):
     """Averages the backbone over k elements sampled from a learned, equivariant p(g|x), all in one call.
 
     ``wrap(backbone, group="S", strategy="symmetrization", input="adjacency", output="invariant")``
@@ -81,7 +81,7 @@ class ProbabilisticSymmetrization(SymmetricModel):
                 x = self.input_action.act(group, group.inverse(rigid_part(group, sample.elements)), x)
             return self.input_action.permute_by_matrix(x, sample.matrices)
         if straight_through and sample.weights is not None and isinstance(x, torch.Tensor):
-            copies = group_copies(self.input_action, group, x, samples=1, exhaustive_up_to=group.order)
+            copies = group_copies(self.input_action, group, x, samples=1, max_exhaustive_order=group.order)
             return mix_inverse_copies(self.input_action, copies, sample.weights)
         return self.input_action.act(group, group.inverse(sample.elements), x)
 

@@ -1,5 +1,7 @@
-"""Benchmarks run by ``symwrap bench NAME``: each prints ratios measured in one run and
-writes its table as CSV and JSON."""
+"""symwrap_bench: the applications built on symwrap's public API, kept out of the library.
+
+The benchmarks run by ``symwrap bench NAME`` (each prints ratios measured in one run and writes its table as
+CSV and JSON) and the MNIST demo of ``symwrap demo`` (:mod:`symwrap_bench.demo`)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, UnknownNameError
+from symwrap.errors import ConfigError, UnknownNameError
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
 

@@ -10,13 +10,14 @@ turns (30°, 45°, 135°) are not in C4 and show what the wrapper does not promi
 
 Run it with ``symwrap demo`` (or ``python -m symwrap demo``), or from Python::
 
-    from symwrap.demo import run_demo
+    from symwrap_bench.demo import run_demo
     results = run_demo(output_dir="outputs", train_steps=600, finetune_steps=150)
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import time
@@ -28,7 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import ConfigError, MissingDependencyError
+from symwrap import metrics, wrap
+from symwrap.actions import ImageAction
+from symwrap.errors import ConfigError, MissingDependencyError
+from symwrap.groups import SO2
+
+from .loop import train_steps
 
 #: test rotations in degrees; the multiples of 90° are the elements of C4
 DEFAULT_ANGLES: tuple[int, ...] = (0, 30, 45, 90, 135, 180, 270)
@@ -113,34 +119,30 @@ def train_classifier(
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"steps must be a positive integer; got {steps!r}")
     device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     shuffle = torch.Generator().manual_seed(seed)
     batches_per_epoch = math.ceil(len(y) / batch_size)
-    model.train()
-    start = time.perf_counter()
-    loss_value = float("nan")
     order = torch.randperm(len(y), generator=shuffle)
-    with tqdm(total=steps, desc="training", unit="step", disable=not progress) as bar:
-        for step in range(steps):
-            batch = step % batches_per_epoch
-            if batch == 0 and step > 0:
-                order = torch.randperm(len(y), generator=shuffle)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * _learning_rate_scale(step / steps)
-            index = order[batch * batch_size : (batch + 1) * batch_size]
-            loss = F.cross_entropy(model(x[index].to(device)), y[index].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_value = loss.item()
-            bar.set_postfix(loss=f"{loss_value:.3f}")
-            bar.update()
-    model.eval()
+    taken = 0
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal order, taken
+        batch = taken % batches_per_epoch
+        if batch == 0 and taken > 0:
+            order = torch.randperm(len(y), generator=shuffle)
+        taken += 1
+        index = order[batch * batch_size : (batch + 1) * batch_size]
+        return x[index].to(device), y[index].to(device)
+
+    trained = train_steps(
+        model, next_batch, steps, lr, loss=lambda net, inputs, labels: F.cross_entropy(net(inputs), labels),
+        optimizer=functools.partial(torch.optim.AdamW, weight_decay=weight_decay),
+        schedule=lambda step, total: _learning_rate_scale(step / total), progress=progress,
+    )
     return {
-        "seconds": time.perf_counter() - start,
+        "seconds": trained.seconds,
         "epochs": steps / batches_per_epoch,
         "steps": steps,
-        "final_loss": loss_value,
+        "final_loss": trained.loss,
     }
 
 
@@ -150,13 +152,11 @@ def rotate_images(x: torch.Tensor, degrees: float) -> torch.Tensor:
     Multiples of 90° move whole pixels (exact); other angles are bilinear, with zeros
     filling the corners that come in from outside the picture.
     """
-    from .actions import ImageAction
-    from .groups import SO2
-    from .groups.base import rotation_2d
-
     angle = torch.full((x.shape[0],), math.radians(degrees), dtype=torch.float64, device=x.device)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B, 2, 2)
     group = SO2()
-    return ImageAction().act(group, group.from_parts(linear=rotation_2d(angle)), x)
+    return ImageAction().act(group, group.from_parts(linear=rotation), x)
 
 
 @torch.no_grad()
@@ -197,8 +197,6 @@ def c4_symmetry(model: nn.Module, x: torch.Tensor, *, batch_size: int = 125) -> 
     Both metrics are means over samples and the four rotations; every batch holds the
     same four rotations, so the size-weighted mean of the batches is the mean over ``x``.
     """
-    from . import metrics
-
     device = _device_of(model)
     totals = {"invariance_error": 0.0, "prediction_agreement": 0.0}
     for start in range(0, len(x), batch_size):
@@ -295,8 +293,6 @@ def run_demo(
         each model), ``training`` and ``finetuning`` (seconds, epochs, steps), sizes, the model
         config, and the paths of the plot and of the JSON file.
     """
-    from .wrap import wrap
-
     started = time.perf_counter()
     device = torch.device(device)
     output_dir = Path(output_dir)

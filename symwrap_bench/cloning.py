@@ -50,16 +50,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..actions import get_action
-from ..data.images import load_mnist_digits
-from ..data.nbody import load_nbody
-from ..demo import accuracy
-from ..errors import ConfigError
-from ..groups import get_group
-from ..metrics import centred_equivariance_error, equivariance_error
-from ..nn import EGNNDynamics
-from ..wrap import wrap
+from symwrap import wrap
+from symwrap.actions import get_action
+from symwrap.data import load_mnist_digits, load_nbody
+from symwrap.errors import ConfigError
+from symwrap.groups import get_group
+from symwrap.metrics import centred_equivariance_error, equivariance_error
+from symwrap.nn import EGNNDynamics
+
 from . import register_benchmark
+from .demo import accuracy
 from .loop import train_steps
 from .nbody import GROUP as NBODY_GROUP
 from .nbody import INPUT, OUTPUT, NBodySettings, build_transformer, evaluate, randomly_rotated, symmetry_error
@@ -195,7 +195,7 @@ def _vit(settings: ImageSettings) -> nn.Module:
 
 
 def teacher_cnn(settings: ImageSettings) -> nn.Module:
-    from ..nn import SteerableCNN
+    from symwrap.nn import SteerableCNN
 
     return SteerableCNN(IMAGE_GROUP, in_channels=1, num_classes=10, hidden=settings.teacher_hidden,
                         layers=settings.teacher_layers)
@@ -223,7 +223,7 @@ def train_images(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
         x, y = images[index], labels[index]
         return (_turned(x, turns) if augment else x), y
 
-    return train_steps(model, next_batch, settings.steps, settings.lr, F.cross_entropy)
+    return train_steps(model, next_batch, settings.steps, settings.lr, F.cross_entropy).seconds
 
 
 def image_error(model: nn.Module, images: torch.Tensor, metric: Callable[..., float] = equivariance_error) -> float:

@@ -11,15 +11,16 @@ canonicalized to the identity on held-out upright images reaches the target.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..metrics import invariance_error
-from ..wrap import wrap
+from symwrap import wrap
+from symwrap.metrics import invariance_error
+
 from . import register_benchmark
+from .loop import train_steps
 from .timing import format_table, median_seconds
 
 CANONICALIZERS = ("equivariant", "contrastive")
@@ -86,6 +87,12 @@ def _upright_digits(n: int) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1).contiguous()
 
 
+def _canonicalizer_loss(model: nn.Module, batch: torch.Tensor, _: None) -> torch.Tensor:
+    """The canonicalizer's own losses (identity prior, contrastive term) after a forward pass on ``batch``."""
+    model(batch)
+    return sum(model.auxiliary_loss(batch).values())
+
+
 def training_times(quick: bool = False, target: float = 0.9) -> list[dict[str, Any]]:
     """Seconds and steps to reach an identity metric of ``target`` on held-out upright digits."""
     images = _upright_digits(1200)
@@ -99,26 +106,25 @@ def training_times(quick: bool = False, target: float = 0.9) -> list[dict[str, A
             backbone, group="C4", strategy="canonicalization", input="image", canonicalizer=kind,
             in_channels=3, hidden=16, embedding_dim=32, contrastive_weight=0.1 if kind == "contrastive" else 0.0,
         )
-        optimizer = torch.optim.Adam(model.canonicalizer.parameters(), lr=3e-3)
-        start, steps, metric = time.perf_counter(), 0, model.identity_metric(held_out)
         generator = torch.Generator().manual_seed(0)
-        while metric < target and steps < max_steps:
-            model.train()
-            batch = train[torch.randint(len(train), (64,), generator=generator)]
-            model(batch)
-            loss = sum(model.auxiliary_loss(batch).values())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            steps += 1
-            if steps % 10 == 0:
-                metric = model.identity_metric(held_out)
+        metric = {"value": 0.0}
+
+        def next_batch(generator: torch.Generator = generator) -> tuple[torch.Tensor, None]:
+            return train[torch.randint(len(train), (64,), generator=generator)], None
+
+        def reached(steps: int, model: nn.Module = model, metric: dict[str, float] = metric) -> bool:
+            if steps % 10 == 0:  # before the first step, then every 10 steps
+                metric["value"] = model.identity_metric(held_out)
+            return metric["value"] >= target
+
+        trained = train_steps(model, next_batch, max_steps, 3e-3, loss=_canonicalizer_loss,
+                              parameters=model.canonicalizer.parameters(), schedule=None, until=reached)
         rows.append({
             "canonicalizer": kind,
             "target_identity_metric": target,
-            "reached": metric,
-            "steps": steps,
-            "seconds": time.perf_counter() - start,
+            "reached": metric["value"],
+            "steps": trained.steps,
+            "seconds": trained.seconds,
         })
     return rows
 

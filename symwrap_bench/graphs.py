@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.graphs import GraphDataset, csl, exp_pairs
-from ..nn import hard_permutation
-from ..strategies.symmetrization import Sample
-from ..wrap import wrap
+from symwrap import wrap
+from symwrap.data import GraphDataset, csl, exp_pairs
+from symwrap.nn import hard_permutation
+from symwrap.strategies.symmetrization import Sample
+
 from . import register_benchmark
 from .timing import format_table
 

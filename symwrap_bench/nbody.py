@@ -20,13 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..actions import get_action
-from ..data.nbody import NBodyData, load_nbody
-from ..errors import ConfigError
-from ..groups import get_group
-from ..metrics import equivariance_error
-from ..nn import EGNNDynamics, ParticleTransformer
-from ..wrap import wrap
+from symwrap import wrap
+from symwrap.actions import get_action
+from symwrap.data import NBodyData, load_nbody
+from symwrap.errors import ConfigError
+from symwrap.groups import get_group
+from symwrap.metrics import equivariance_error
+from symwrap.nn import EGNNDynamics, ParticleTransformer
+
 from . import register_benchmark
 from .loop import train_steps
 from .timing import format_table, median_seconds
@@ -118,7 +119,7 @@ def train(model: nn.Module, data: NBodyData, settings: NBodySettings, *, augment
         return x, y
 
     return train_steps(model, next_batch, settings.steps if steps is None else steps, settings.lr,
-                       lambda prediction, y: ((prediction - y) ** 2).mean())
+                       lambda prediction, y: ((prediction - y) ** 2).mean()).seconds
 
 
 @torch.no_grad()
