@@ -11,6 +11,7 @@ from .actions import get_action, list_actions, register_action
 from .backbones import load_backbone
 from .errors import SymwrapError
 from .groups import get_group, list_groups, register_group
+from .registry import Registry
 from .strategies import SymmetricModel, get_strategy, list_strategies, register_strategy
 from .training import History, fit
 from .wrap import load, wrap
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "History",
+    "Registry",
     "SymmetricModel",
     "SymwrapError",
     "actions",

