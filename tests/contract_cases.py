@@ -90,6 +90,32 @@ class OrderSensitiveGNN(nn.Module):
         return self.head(pooled)
 
 
+class VNPointNet(nn.Module):
+    """(B, 6, 3) points to one 3-vector with Vector-Neuron layers: exactly O(3)-equivariant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from symwrap.nn import VNLinear, VNLinearLeakyReLU
+
+        self.first = VNLinearLeakyReLU(1, 4)
+        self.out = VNLinear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.first(x.transpose(1, 2).unsqueeze(1))).mean(-1)[:, 0]
+
+
+def _steerable_cnn() -> nn.Module:
+    from symwrap.nn import SteerableCNN
+
+    return SteerableCNN("C4", in_channels=1, num_classes=3, hidden=2, layers=2)
+
+
+def _egnn_dynamics() -> nn.Module:
+    from symwrap.nn import EGNNDynamics
+
+    return EGNNDynamics(hidden=8, layers=2)
+
+
 def _graphs(dtype: torch.dtype) -> Any:
     from torch_geometric.data import Batch, Data
 
@@ -144,12 +170,19 @@ class InputKind:
     target: Callable[[torch.Tensor], torch.Tensor]
     hints: dict[str, Any] = dataclasses.field(default_factory=dict)
     needs: str | None = None  # an optional package the kind needs
+    #: an exactly equivariant backbone, for strategies that take one (``takes_equivariant_backbone``)
+    equivariant_backbone: Callable[[], nn.Module] | None = None
+    #: an optional package the equivariant backbone needs
+    equivariant_needs: str | None = None
 
 
 KINDS = [
-    InputKind("image", "C4", "image", "invariant", TinyCNN, _randn(3, 1, 8, 8), class_target),
-    InputKind("points", "SO3", "points", "vector", PointMLP, _randn(3, 6, 3), regression_target),
-    InputKind("dict", "E3", PARTICLES, "points", ParticleMLP, _particles, regression_target),
+    InputKind("image", "C4", "image", "invariant", TinyCNN, _randn(3, 1, 8, 8), class_target,
+              equivariant_backbone=_steerable_cnn, equivariant_needs="escnn"),
+    InputKind("points", "SO3", "points", "vector", PointMLP, _randn(3, 6, 3), regression_target,
+              equivariant_backbone=VNPointNet),
+    InputKind("dict", "E3", PARTICLES, "points", ParticleMLP, _particles, regression_target,
+              equivariant_backbone=_egnn_dynamics),
     InputKind("adjacency", "S", "adjacency", "invariant", AdjacencyMLP, _adjacency, regression_target),
     InputKind("graph", "S", "graph", "invariant", OrderSensitiveGNN, _graphs, regression_target,
               hints={"in_features": 2}, needs="torch_geometric"),

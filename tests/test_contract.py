@@ -37,6 +37,7 @@ ACCEPTS = {
     "symmetrization": {"image", "points", "dict", "adjacency", "graph"},
     "cloning": {"image", "points", "dict", "adjacency", "graph"},
     "remul": {"image", "points", "dict", "adjacency", "graph"},
+    "relaxation": {"image", "points", "dict"},  # with the kinds' equivariant backbones
 }
 #: the (strategy, kind) pairs that must promise exactness on the contract data
 EXACT = {
@@ -46,21 +47,34 @@ EXACT = {
 }
 
 
+def _installed(package: str | None) -> bool:
+    import importlib.util
+
+    return package is None or importlib.util.find_spec(package) is not None
+
+
 def _hints(strategy: str, kind: InputKind) -> dict:
     fields = {field.name for field in dataclasses.fields(get_strategy(strategy).config_class)}
     return {key: value for key, value in kind.hints.items() if key in fields}
 
 
-def _backbone(kind: InputKind, dtype: torch.dtype, seed: int) -> torch.nn.Module:
+def _backbone(kind: InputKind, dtype: torch.dtype, seed: int, strategy: str | None = None) -> torch.nn.Module:
     torch.manual_seed(seed)
+    if strategy is not None and get_strategy(strategy).takes_equivariant_backbone:
+        if kind.equivariant_backbone is None:
+            pytest.skip(f"{strategy} takes an equivariant backbone, which the {kind.name} kind has none of")
+        if kind.equivariant_needs:
+            pytest.importorskip(kind.equivariant_needs)
+        return kind.equivariant_backbone().to(dtype)
     return kind.backbone().to(dtype)
 
 
 def _wrap(strategy: str, kind: InputKind, dtype: torch.dtype, seed: int = 0) -> symwrap.SymmetricModel:
     if kind.needs:
         pytest.importorskip(kind.needs)
+    backbone = _backbone(kind, dtype, seed, strategy)
     try:
-        return symwrap.wrap(_backbone(kind, dtype, seed), group=kind.group, strategy=strategy, input=kind.input,
+        return symwrap.wrap(backbone, group=kind.group, strategy=strategy, input=kind.input,
                             output=kind.output, **_hints(strategy, kind))
     except SymwrapError as error:
         if kind.name in ACCEPTS.get(strategy, set()):
@@ -106,7 +120,7 @@ def check_save_and_load(model: symwrap.SymmetricModel, kind: InputKind, dtype: t
     expected = _seeded_forward(model, x)
     model.save_pretrained(folder / "after")
     for name in ("before", "after"):
-        fresh = _backbone(kind, dtype, seed=1)
+        fresh = _backbone(kind, dtype, seed=1, strategy=model.config.strategy)
         assert any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
                                                          model.backbone.state_dict().values()))
         loaded = symwrap.load(folder / name, fresh).eval()
@@ -153,8 +167,14 @@ def test_every_strategy_accepts_some_input_kind():
     for strategy in symwrap.list_strategies():
         accepted = []
         for kind in KINDS:
+            if get_strategy(strategy).takes_equivariant_backbone:
+                if kind.equivariant_backbone is None or not _installed(kind.equivariant_needs):
+                    continue
+                backbone = kind.equivariant_backbone()
+            else:
+                backbone = kind.backbone()
             try:
-                symwrap.wrap(kind.backbone(), group=kind.group, strategy=strategy, input=kind.input,
+                symwrap.wrap(backbone, group=kind.group, strategy=strategy, input=kind.input,
                              output=kind.output, **_hints(strategy, kind))
                 accepted.append(kind.name)
             except SymwrapError:

@@ -36,8 +36,16 @@ def point_mlp(points: int = 6) -> nn.Module:
 
 IMAGES = {"group": "C4", "input": "image", "backbone": TinyCNN, "x": lambda: torch.randn(3, 1, 8, 8)}
 POINTS = {"group": "SO3", "input": "points", "backbone": point_mlp, "x": lambda: torch.randn(3, 6, 3)}
+def vn_point_net() -> nn.Module:
+    from contract_cases import VNPointNet
+
+    return VNPointNet()
+
+
+#: relaxation takes an equivariant backbone
+EQUIVARIANT_POINTS = {**POINTS, "backbone": vn_point_net}
 #: per strategy, a case its default networks take; strategies not listed get IMAGES
-CASES = {"frames": POINTS, "symmetrization": POINTS}
+CASES = {"frames": POINTS, "symmetrization": POINTS, "relaxation": EQUIVARIANT_POINTS}
 
 
 def build(strategy: str, seed: int = 0) -> tuple[symwrap.SymmetricModel, dict]:

@@ -40,6 +40,16 @@ def point_mlp(n_points=8, out=3, dtype=torch.float32):
     return nn.Sequential(nn.Flatten(), nn.Linear(3 * n_points, 64), nn.Tanh(), nn.Linear(64, out)).to(dtype)
 
 
+def point_backbone(strategy):
+    """(B, 8, 3) points to a 3-vector: an MLP, or a Vector-Neuron network for strategies that take an
+    equivariant backbone (relaxation)."""
+    if not symwrap.get_strategy(strategy).takes_equivariant_backbone:
+        return point_mlp()
+    from contract_cases import VNPointNet
+
+    return VNPointNet()
+
+
 @pytest.mark.parametrize("group", ["C4", "D4"])
 @pytest.mark.parametrize("make", [tiny_timm_vit, tiny_hf_vit], ids=["timm", "hf"])
 def test_averaged_vits_are_invariant_to_round_off(make, group):
@@ -274,7 +284,8 @@ def test_averaging_over_permutations_of_dense_sets_is_exact(spec, shape, feature
 def test_empty_point_clouds_are_refused_by_every_strategy(strategy, validate, shape, match):
     from symwrap.errors import EmptyInputError
 
-    model = symwrap.wrap(point_mlp(), group="SO3", strategy=strategy, input="points", validate=validate)
+    model = symwrap.wrap(point_backbone(strategy), group="SO3", strategy=strategy, input="points",
+                         validate=validate)
     with pytest.raises(EmptyInputError, match=match):
         model(torch.randn(*shape))
 
@@ -283,7 +294,7 @@ def test_empty_point_clouds_are_refused_by_every_strategy(strategy, validate, sh
 def test_meta_inputs_are_refused_by_every_strategy(strategy):
     from symwrap.errors import DeviceError
 
-    model = symwrap.wrap(point_mlp(), group="SO3", strategy=strategy, input="points")
+    model = symwrap.wrap(point_backbone(strategy), group="SO3", strategy=strategy, input="points")
     with pytest.raises(DeviceError, match="'meta' device"):
         model(torch.randn(2, 8, 3, device="meta"))
 
@@ -339,7 +350,7 @@ def test_example_input_runs_two_samples_without_gradients_and_keeps_every_traini
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
 def test_nonfinite_inputs_are_refused_by_every_strategy(strategy, value):
     calls = []
-    backbone = point_mlp()
+    backbone = point_backbone(strategy)
     backbone.register_forward_hook(lambda *_: calls.append(1))
     model = symwrap.wrap(backbone, group="SO3", strategy=strategy, input="points")
     x = torch.randn(2, 8, 3)
@@ -352,7 +363,8 @@ def test_nonfinite_inputs_are_refused_by_every_strategy(strategy, value):
 @pytest.mark.parametrize("strategy", symwrap.list_strategies())
 def test_without_validation_a_nonfinite_sample_spoils_only_its_own_row(strategy):
     """validate=False skips the finiteness check: the NaN reaches the backbone, and only its sample's output."""
-    model = symwrap.wrap(point_mlp(), group="SO3", strategy=strategy, input="points", validate=False, seed=0)
+    model = symwrap.wrap(point_backbone(strategy), group="SO3", strategy=strategy, input="points", validate=False,
+                         seed=0)
     x = torch.randn(3, 8, 3)
     x[1, 2, 0] = float("nan")
     y = model.eval()(x)

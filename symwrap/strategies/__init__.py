@@ -3,11 +3,12 @@
 import warnings
 from typing import Any
 
-from . import canonicalization, cloning, remul, symmetrization
+from . import canonicalization, cloning, relaxation, remul, symmetrization
 from .base import StrategyConfig, SymmetricModel
 from .canonicalization import Canonicalization, CanonicalizationConfig
 from .cloning import Cloning, CloningConfig
 from .registry import get_strategy, list_strategies, register_strategy
+from .relaxation import Relaxation, RelaxationConfig
 from .remul import Remul, RemulConfig
 from .symmetrization import (
     Averaging,
@@ -31,6 +32,9 @@ __all__ = [
     "cloning",
     "CloningConfig",
     "Cloning",
+    "relaxation",
+    "Relaxation",
+    "RelaxationConfig",
     "remul",
     "Remul",
     "RemulConfig",

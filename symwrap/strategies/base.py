@@ -103,6 +103,9 @@ class SymmetricModel(nn.Module):
     #: the module arguments that, like the backbone, ``wrap()`` passes through the output adapters first (a
     #: Hugging Face or PyG teacher): the strategy sees a module mapping the input to tensors
     adapted_module_arguments: ClassVar[tuple[str, ...]] = ()
+    #: whether the strategy takes an equivariant backbone and keeps it equivariant (relaxation) rather than making
+    #: an arbitrary backbone symmetric
+    takes_equivariant_backbone: ClassVar[bool] = False
     #: the config field that takes per-group weights when ``wrap()`` gets a dict of groups;
     #: ``None`` for strategies that take one group only
     group_weights_field: ClassVar[str | None] = None
