@@ -264,3 +264,34 @@ def test_a_deep_copy_calls_its_own_terms_and_fit_advances_the_schedule():
     loader = [(points(), torch.randn(5, 3))] * 2
     symwrap.fit(model, loader, epochs=1, progress=False, log_every=None)
     assert int(model.relaxation_step) == 5
+
+
+@pytest.mark.parametrize("continuous", ["SO2", "O2", "C4", "D4"])
+def test_escnn_convolutions_measure_ld_with_the_field_transforms(continuous):
+    """Finite groups: their generators; SO(2)/O(2): the quarter turn (and a flip), which move grids exactly."""
+    pytest.importorskip("escnn")
+    from escnn import gspaces
+    from escnn import nn as enn
+
+    from symwrap.strategies.relaxation.adapters import escnn_elements
+
+    n = 4 if continuous in ("C4", "D4") else -1
+    gspace = (gspaces.rot2dOnR2(N=n, maximum_frequency=2) if continuous in ("SO2", "C4")
+              else gspaces.flipRot2dOnR2(N=n, maximum_frequency=2))
+    assert len(escnn_elements(gspace.fibergroup, 8)) == (1 if continuous in ("SO2", "C4") else 2)
+    torch.manual_seed(0)
+    conv = enn.R2Conv(enn.FieldType(gspace, [gspace.trivial_repr]), enn.FieldType(gspace, 2 * [gspace.trivial_repr]),
+                      5, padding=2)
+    adapter = adapter_for(conv)
+    config = RelaxationConfig(init="normal", init_std=0.1)
+    term = adapter.build(conv, symwrap.get_group(continuous), config)
+    x = enn.GeometricTensor(torch.randn(2, 1, 9, 9), conv.in_type)
+    derivative, norm = adapter.regulariser(conv, (x,), term, symwrap.get_group(continuous), config)
+    assert float(derivative) > 0 and float(norm) > 0
+    with torch.no_grad():  # a term built from the layer itself is equivariant: LD vanishes
+        conv.train()
+        filters, bias = conv.expand_parameters()
+        term.weight.copy_(filters)
+        term.bias.copy_(bias if bias is not None else torch.zeros_like(term.bias))
+    derivative, _ = adapter.regulariser(conv, (x,), term, symwrap.get_group(continuous), config)
+    assert float(derivative) <= 1e-10

@@ -12,6 +12,7 @@ others with :func:`register_relaxation_adapter`.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -261,19 +262,25 @@ class _EGNNAdapter(RelaxationAdapter):
 
 # --- escnn ------------------------------------------------------------------------------------------------------
 
+def escnn_elements(fibergroup: Any, limit: int) -> list[Any]:
+    """The escnn group elements LD sums over: the generators of a finite group; for SO(2) and O(2), whose
+    generators are infinitesimal, the quarter turn (and a reflection), which move a grid without interpolation."""
+    if not fibergroup.continuous:
+        return list(fibergroup.generators)[:limit]
+    try:
+        return [fibergroup.element(math.pi / 2)][:limit]  # SO(2): an angle
+    except (TypeError, ValueError, AssertionError):
+        return [fibergroup.element((0, math.pi / 2)), fibergroup.element((1, 0.0))][:limit]  # O(2): (flip, angle)
+
+
 class _EscnnConvAdapter(RelaxationAdapter):
     """escnn's R2Conv: R is a plain Conv2d on the fields' tensor; LD uses the field types' own transforms over the
-    generators of the layer's (finite) group."""
+    generators of the layer's group (:func:`escnn_elements`)."""
 
     def build(self, layer, group, config):
         conv = nn.Conv2d(layer.in_type.size, layer.out_type.size, layer.kernel_size, stride=layer.stride,
                          padding=layer.padding, dilation=layer.dilation)
-        if not layer.in_type.gspace.fibergroup.continuous:
-            return init_term(conv, config)
-        raise IncompatibleGroupError(
-            f"the escnn adapter measures LD over a finite group's generators; {layer.in_type.gspace.fibergroup} "
-            "is continuous (build the network for C_n or D_n)"
-        )
+        return init_term(conv, config)
 
     def relax(self, layer, inputs, output, term, theta):
         from escnn import nn as enn
@@ -289,7 +296,7 @@ class _EscnnConvAdapter(RelaxationAdapter):
         if not config.lie_derivative:
             return norm.new_zeros(()), norm
         total = norm.new_zeros(())
-        for element in list(layer.in_type.gspace.fibergroup.generators)[: config.max_generators]:
+        for element in escnn_elements(layer.in_type.gspace.fibergroup, config.max_generators):
             moved_in = enn.GeometricTensor(z, layer.in_type).transform(element).tensor
             moved_out = enn.GeometricTensor(out, layer.out_type).transform(element).tensor
             total = total + squared(term(moved_in) - moved_out)
