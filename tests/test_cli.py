@@ -202,9 +202,11 @@ def train_and_eval(tmp_path: Path, text: str, capsys) -> tuple[Path, str]:
 def test_every_strategy_trains_saves_and_evaluates_from_the_command_line(tmp_path, capsys, strategy):
     pytest.importorskip("yaml")
     text = PARTICLES_RUN.replace("STRATEGY", strategy)
-    if symwrap.get_strategy(strategy).takes_equivariant_backbone:  # relaxation: an equivariant EGNN
+    if symwrap.get_strategy(strategy).takes_equivariant_backbone:  # relaxation, fixed inputs: an equivariant EGNN
         text = text.replace("{name: 'symwrap.nn:ParticleTransformer', kwargs: {hidden: 8, layers: 1, heads: 2}}",
                             "{name: 'symwrap.nn:EGNNDynamics', kwargs: {hidden: 8, layers: 1}}")
+    if strategy == "fixed_inputs":  # the particles are a dict: the fixed inputs join the EGNN's node features
+        text += "strategy_config: {inject: egnn.layers.0, channels: 8}\n"
     run, out = train_and_eval(tmp_path, text, capsys)
     assert f"{strategy} on SO3" in out and "rotations about z (SO3)" in out
     rows = _rows(out, "")

@@ -38,6 +38,7 @@ ACCEPTS = {
     "cloning": {"image", "points", "dict", "adjacency", "graph"},
     "remul": {"image", "points", "dict", "adjacency", "graph"},
     "relaxation": {"image", "points", "dict"},  # with the kinds' equivariant backbones
+    "fixed_inputs": {"image", "points"},
 }
 #: the (strategy, kind) pairs that must promise exactness on the contract data
 EXACT = {

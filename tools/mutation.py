@@ -72,6 +72,7 @@ ROOMS: dict[str, Room] = {
     "cloning": Room(("symwrap/strategies/cloning/*",), ("tests/test_cloning.py",)),
     "remul": Room(("symwrap/strategies/remul/*",), ("tests/test_remul.py",)),
     "relaxation": Room(("symwrap/strategies/relaxation/*",), ("tests/test_relaxation.py",)),
+    "fixed-inputs": Room(("symwrap/strategies/fixed_inputs/*",), ("tests/test_fixed_inputs.py",)),
     "backbones": Room(("symwrap/backbones/*",), ("tests/test_backbones.py",)),
     "training": Room(("symwrap/training/loop.py", "symwrap/training/checkpoint.py", "symwrap/training/history.py"),
                      ("tests/test_training.py",)),

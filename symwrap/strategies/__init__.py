@@ -3,10 +3,11 @@
 import warnings
 from typing import Any
 
-from . import canonicalization, cloning, relaxation, remul, symmetrization
+from . import canonicalization, cloning, fixed_inputs, relaxation, remul, symmetrization
 from .base import StrategyConfig, SymmetricModel
 from .canonicalization import Canonicalization, CanonicalizationConfig
 from .cloning import Cloning, CloningConfig
+from .fixed_inputs import FixedInputs, FixedInputsConfig
 from .registry import get_strategy, list_strategies, register_strategy
 from .relaxation import Relaxation, RelaxationConfig
 from .remul import Remul, RemulConfig
@@ -32,6 +33,9 @@ __all__ = [
     "cloning",
     "CloningConfig",
     "Cloning",
+    "fixed_inputs",
+    "FixedInputs",
+    "FixedInputsConfig",
     "relaxation",
     "Relaxation",
     "RelaxationConfig",
