@@ -2,6 +2,19 @@
 graph data sets (CSL, EXP-style 1-WL-equivalent pairs, molecular solubility), and the registry of data sets
 by name that ``symwrap train`` reads (:func:`load_dataset`, :func:`register_dataset`)."""
 
+from .gp import (
+    CHANGEPOINTS,
+    GP_JITTER,
+    LONG_LENGTHSCALE,
+    SHORT_LENGTHSCALE,
+    GPTasks,
+    gaussian_nll,
+    gibbs_kernel,
+    gp_log_likelihood,
+    gp_posterior,
+    sample_gp_tasks,
+    switching_lengthscale,
+)
 from .graphs import (
     CSL_SKIPS,
     ESOL_ATOM_TYPES,
@@ -33,13 +46,18 @@ from .registry import (
 )
 
 __all__ = [
+    "CHANGEPOINTS",
     "CSL_SKIPS",
     "DEFAULT_FASHION_MNIST_ROOT",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_PACKAGE",
+    "GP_JITTER",
+    "LONG_LENGTHSCALE",
+    "SHORT_LENGTHSCALE",
     "DatasetNotFoundError",
     "DatasetSplits",
     "ESOL_ATOM_TYPES",
+    "GPTasks",
     "GraphDataset",
     "NBodyConfig",
     "NBodyData",
@@ -48,6 +66,10 @@ __all__ = [
     "dataset_options",
     "esol",
     "exp_pairs",
+    "gaussian_nll",
+    "gibbs_kernel",
+    "gp_log_likelihood",
+    "gp_posterior",
     "integrate",
     "list_datasets",
     "load_dataset",
@@ -56,8 +78,10 @@ __all__ = [
     "load_nbody",
     "pad_to",
     "register_dataset",
+    "sample_gp_tasks",
     "simulate",
     "solubility",
+    "switching_lengthscale",
     "wl_colors",
     "wl_equivalent",
 ]

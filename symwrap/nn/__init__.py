@@ -22,6 +22,7 @@ from .defaults import (
 from .egnn import EGNN, EGNNDynamics, EGNNLayer, EGNNReadout
 from .encoders import ImageEncoder, PointEncoder
 from .introspection import image_channels
+from .neural_processes import ConvCNP1d, SetConvDecoder1d, SetConvEncoder1d
 from .permutation_interface import (
     GINInterface,
     hard_permutation,
@@ -72,6 +73,9 @@ __all__ = [
     "PointEncoder",
     "CopyScores",
     "image_channels",
+    "ConvCNP1d",
+    "SetConvEncoder1d",
+    "SetConvDecoder1d",
     "DefaultNetwork",
     "NoDefaultNetworkError",
     "default_network",

@@ -1,0 +1,286 @@
+"""Convolutional conditional neural processes for 1-D regression (Gordon et al. 2020, "Convolutional
+Conditional Neural Processes"), as used as the exactly equivariant baseline of Ashman et al. 2024,
+"Approximately Equivariant Neural Processes" (reference code: github.com/cambridge-mlg/tnp).
+
+A ConvCNP maps a context set ``{(x_i, y_i)}`` and target inputs ``x_t`` to a Gaussian predictive
+``N(mean(x_t), std(x_t)^2)`` in three steps:
+
+1. a SetConv encoder puts the context onto a uniform grid ``t_k = k / points_per_unit`` with RBF weights
+   ``φ(t - x) = exp(-(t - x)^2 / (2 ℓ^2))``: a density channel ``Σ_i φ(t - x_i)`` and a signal channel
+   ``Σ_i y_i φ(t - x_i) / (density + ε)``;
+2. a 1-D CNN (``self.cnn``) processes the ``(B, 2, G)`` grid features;
+3. a SetConv decoder reads the CNN output off at the target inputs, ``Σ_k φ(x_t - t_k) f(t_k)``, and a
+   pointwise head gives the mean and (softplus, floored) standard deviation.
+
+The grid sits at integer multiples of the spacing and spans the batch's context and target inputs plus a
+margin, so shifting every input by a multiple of the spacing shifts the grid by whole points and the model
+is exactly translation equivariant for such shifts (and approximately so for any other shift).
+
+Hook point: :meth:`ConvCNP1d.encode` returns the grid positions and grid features, ``self.cnn`` maps
+``(B, C, G)`` to ``(B, hidden, G)`` and :meth:`ConvCNP1d.decode` reads the result off at the targets, so a
+module that adds fixed learnable inputs to the grid features (approximately equivariant ConvCNPs) can
+either call these three pieces itself or override :meth:`ConvCNP1d.grid_features`, which
+:meth:`ConvCNP1d.forward` applies between encoder and CNN (identity by default).
+
+Train with the Gaussian negative log-likelihood :func:`symwrap.data.gp.gaussian_nll`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError, ShapeError
+
+__all__ = ["ConvCNP1d", "SetConvEncoder1d", "SetConvDecoder1d"]
+
+#: added to the density before it normalises the signal channel
+_DENSITY_EPS = 1e-8
+#: smallest predictive standard deviation
+_MIN_STD = 1e-3
+
+
+def _require_shape(
+    where: str, name: str, x: object, labels: Sequence[str], sizes: Sequence[int | None]
+) -> torch.Tensor:
+    """Raise a :class:`ShapeError` unless ``x`` is a tensor with ``len(labels)`` dims whose sizes match
+    ``sizes`` (None matches anything)."""
+    layout = "(" + ", ".join(labels) + ")"
+    if any(s is not None for s in sizes):
+        layout += " = (" + ", ".join("?" if s is None else str(s) for s in sizes) + ")"
+    if not isinstance(x, torch.Tensor):
+        raise ShapeError(f"{where} takes {name} as a torch.Tensor {layout}; got {type(x).__name__}")
+    if x.ndim != len(sizes) or any(s is not None and s != actual for s, actual in zip(sizes, x.shape)):
+        raise ShapeError(f"{where} takes {name} of shape {layout}; got shape {tuple(x.shape)}")
+    return x
+
+
+def _rbf(diff: torch.Tensor, log_lengthscale: torch.Tensor) -> torch.Tensor:
+    """``exp(-diff^2 / (2 ℓ^2))`` elementwise with ``ℓ = exp(log_lengthscale)``."""
+    lengthscale = log_lengthscale.exp().to(diff.dtype)
+    return torch.exp(-0.5 * (diff / lengthscale) ** 2)
+
+
+class SetConvEncoder1d(nn.Module):
+    """SetConv from a 1-D context set onto grid points: ``(B, Nc, 1), (B, Nc, 1), (G,) -> (B, 2, G)``.
+
+    Channel 0 is the density ``Σ_i m_i φ(t - x_i)``, channel 1 the normalised signal
+    ``Σ_i m_i y_i φ(t - x_i) / (density + 1e-8)``, with ``m_i`` the context mask and ``φ`` an RBF of
+    learnable length scale ``exp(log_lengthscale)``.
+
+    Args:
+        init_lengthscale: Initial length scale (> 0).
+    """
+
+    out_channels = 2
+
+    def __init__(self, init_lengthscale: float) -> None:
+        super().__init__()
+        if not init_lengthscale > 0:
+            raise ConfigError(f"SetConvEncoder1d needs init_lengthscale > 0; got {init_lengthscale}")
+        self.log_lengthscale = nn.Parameter(torch.tensor(math.log(init_lengthscale)))
+
+    @property
+    def lengthscale(self) -> torch.Tensor:
+        """The current RBF length scale (a scalar tensor)."""
+        return self.log_lengthscale.exp()
+
+    def forward(
+        self,
+        x_context: torch.Tensor,
+        y_context: torch.Tensor,
+        grid: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Grid features ``(B, 2, G)`` from contexts ``x_context, y_context (B, Nc, 1)``, grid positions
+        ``(G,)`` or ``(B, G)`` and an optional ``context_mask (B, Nc)`` (True for real points)."""
+        diff = grid.unsqueeze(-1) - x_context[..., 0].unsqueeze(1)
+        weights = _rbf(diff, self.log_lengthscale)  # (B, G, Nc)
+        if context_mask is not None:
+            weights = torch.where(context_mask.unsqueeze(1), weights, torch.zeros((), dtype=weights.dtype,
+                                                                                   device=weights.device))
+        density = weights.sum(-1)  # (B, G)
+        signal = (weights @ y_context)[..., 0] / (density + _DENSITY_EPS)
+        return torch.stack([density, signal], dim=1)
+
+
+class SetConvDecoder1d(nn.Module):
+    """SetConv from grid features to 1-D target inputs: ``(G,), (B, C, G), (B, Nt, 1) -> (B, Nt, C)``,
+    ``Σ_k φ(x_t - t_k) f(t_k)`` with an RBF ``φ`` of learnable length scale ``exp(log_lengthscale)``.
+
+    Args:
+        init_lengthscale: Initial length scale (> 0).
+    """
+
+    def __init__(self, init_lengthscale: float) -> None:
+        super().__init__()
+        if not init_lengthscale > 0:
+            raise ConfigError(f"SetConvDecoder1d needs init_lengthscale > 0; got {init_lengthscale}")
+        self.log_lengthscale = nn.Parameter(torch.tensor(math.log(init_lengthscale)))
+
+    @property
+    def lengthscale(self) -> torch.Tensor:
+        """The current RBF length scale (a scalar tensor)."""
+        return self.log_lengthscale.exp()
+
+    def forward(self, grid: torch.Tensor, features: torch.Tensor, x_target: torch.Tensor) -> torch.Tensor:
+        """Target features ``(B, Nt, C)`` from grid positions ``(G,)`` or ``(B, G)``, grid features
+        ``(B, C, G)`` and target inputs ``(B, Nt, 1)``."""
+        weights = _rbf(x_target - grid.unsqueeze(-2), self.log_lengthscale)  # (B, Nt, G)
+        return weights @ features.transpose(1, 2)
+
+
+class ConvCNP1d(nn.Module):
+    """The translation-equivariant ConvCNP for 1-D regression:
+    ``(B, Nc, 1), (B, Nc, 1), (B, Nt, 1) -> mean (B, Nt, 1), std (B, Nt, 1)``.
+
+    Example::
+
+        model = ConvCNP1d(hidden=32, layers=4)
+        mean, std = model(x_context, y_context, x_target, context_mask)
+        loss = gaussian_nll(mean, std, y_target)  # from symwrap.data.gp
+
+    Args:
+        hidden: Channels of the CNN and of the decoded target features.
+        layers: Number of ``Conv1d`` layers in the CNN (ReLU between them and after the last one).
+        kernel_size: Odd kernel size of the convolutions ('same' padding).
+        points_per_unit: Grid density; grid points sit at ``k / points_per_unit`` for integers ``k``.
+        margin: How far the grid reaches beyond the smallest and largest (unmasked) context or target input
+            of the batch.
+        init_lengthscale: Initial length scale of both SetConvs; None for ``2 / points_per_unit``.
+
+    Attributes:
+        encoder: The :class:`SetConvEncoder1d`.
+        cnn: ``nn.Sequential`` of Conv1d and ReLU, ``(B, 2, G) -> (B, hidden, G)``.
+        decoder: The :class:`SetConvDecoder1d`.
+        head: Pointwise MLP ``(B, Nt, hidden) -> (B, Nt, 2)`` (mean and pre-softplus std).
+    """
+
+    def __init__(
+        self,
+        hidden: int = 32,
+        layers: int = 4,
+        kernel_size: int = 9,
+        points_per_unit: float = 16,
+        margin: float = 0.5,
+        init_lengthscale: float | None = None,
+    ) -> None:
+        super().__init__()
+        if hidden < 1 or layers < 1 or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ConfigError(f"ConvCNP1d needs hidden >= 1, layers >= 1 and an odd kernel_size >= 1; got "
+                              f"hidden={hidden}, layers={layers}, kernel_size={kernel_size}")
+        if not points_per_unit > 0 or not margin >= 0:
+            raise ConfigError(f"ConvCNP1d needs points_per_unit > 0 and margin >= 0; got "
+                              f"points_per_unit={points_per_unit}, margin={margin}")
+        if init_lengthscale is None:
+            init_lengthscale = 2.0 / points_per_unit
+        self.hidden = hidden
+        self.kernel_size = kernel_size
+        self.points_per_unit = float(points_per_unit)
+        self.margin = float(margin)
+        self.encoder = SetConvEncoder1d(init_lengthscale)
+        convs: list[nn.Module] = []
+        channels = SetConvEncoder1d.out_channels
+        for _ in range(layers):
+            convs += [nn.Conv1d(channels, hidden, kernel_size, padding="same"), nn.ReLU()]
+            channels = hidden
+        self.cnn = nn.Sequential(*convs)
+        self.decoder = SetConvDecoder1d(init_lengthscale)
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+
+    @property
+    def grid_channels(self) -> int:
+        """Channels ``C`` of the grid features that ``self.cnn`` takes (2: density and signal)."""
+        return SetConvEncoder1d.out_channels
+
+    def _check(
+        self,
+        x_context: torch.Tensor,
+        y_context: torch.Tensor | None,
+        x_target: torch.Tensor,
+        context_mask: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        where = "ConvCNP1d"
+        x_context = _require_shape(where, "x_context", x_context, ("B", "Nc", "1"), (None, None, 1))
+        b, nc, _ = x_context.shape
+        if y_context is not None:
+            _require_shape(where, "y_context", y_context, ("B", "Nc", "1"), (b, nc, 1))
+        _require_shape(where, "x_target", x_target, ("B", "Nt", "1"), (b, None, 1))
+        if context_mask is None:
+            return None
+        _require_shape(where, "context_mask", context_mask, ("B", "Nc"), (b, nc))
+        return context_mask.bool()
+
+    def grid(
+        self, x_context: torch.Tensor, x_target: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Grid positions ``(G,)``, shared by the batch: ``k / points_per_unit`` for the integers ``k`` from
+        ``floor((lo - margin) * ppu)`` to ``ceil((hi + margin) * ppu)``, where ``lo``/``hi`` are the smallest
+        and largest unmasked context input and target input of the batch (``x_context (B, Nc, 1)``,
+        ``x_target (B, Nt, 1)``, ``context_mask (B, Nc)`` or None)."""
+        mask = self._check(x_context, None, x_target, context_mask)
+        xc = x_context[..., 0].detach()
+        xt = x_target[..., 0].detach()
+        if mask is not None:
+            lo_c = torch.where(mask, xc, torch.full_like(xc, math.inf))
+            hi_c = torch.where(mask, xc, torch.full_like(xc, -math.inf))
+        else:
+            lo_c = hi_c = xc
+        lo = torch.cat([lo_c.flatten(), xt.flatten()]).min() if lo_c.numel() + xt.numel() else None
+        hi = torch.cat([hi_c.flatten(), xt.flatten()]).max() if hi_c.numel() + xt.numel() else None
+        lo_value = float(lo) if lo is not None and math.isfinite(float(lo)) else 0.0
+        hi_value = float(hi) if hi is not None and math.isfinite(float(hi)) else 0.0
+        k_lo = math.floor((lo_value - self.margin) * self.points_per_unit)
+        k_hi = math.ceil((hi_value + self.margin) * self.points_per_unit)
+        k = torch.arange(k_lo, k_hi + 1, device=x_context.device, dtype=x_context.dtype)
+        return k / self.points_per_unit
+
+    def encode(
+        self,
+        x_context: torch.Tensor,
+        y_context: torch.Tensor,
+        x_target: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Grid positions ``(G,)`` and the CNN's input grid features ``(B, 2, G)`` (density, signal);
+        arguments as in :meth:`forward`."""
+        mask = self._check(x_context, y_context, x_target, context_mask)
+        grid = self.grid(x_context, x_target, mask)
+        return grid, self.encoder(x_context, y_context, grid, mask)
+
+    def grid_features(self, grid: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Hook applied by :meth:`forward` to the grid features ``(B, C, G)`` before ``self.cnn``, given the
+        grid positions ``(G,)``; the identity here. Subclasses may add fixed learnable inputs."""
+        return features
+
+    def decode(self, grid: torch.Tensor, features: torch.Tensor, x_target: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std ``(B, Nt, 1)`` at ``x_target (B, Nt, 1)`` from the CNN output ``(B, hidden, G)`` on
+        the grid positions ``(G,)``."""
+        out = self.head(self.decoder(grid, features, x_target))
+        mean, raw_std = out[..., :1], out[..., 1:]
+        return mean, _MIN_STD + F.softplus(raw_std)
+
+    def forward(
+        self,
+        x_context: torch.Tensor,
+        y_context: torch.Tensor,
+        x_target: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictive mean and std ``(B, Nt, 1)`` (std >= 1e-3).
+
+        Args:
+            x_context: Context inputs ``(B, Nc, 1)``.
+            y_context: Context outputs ``(B, Nc, 1)``.
+            x_target: Target inputs ``(B, Nt, 1)``.
+            context_mask: ``(B, Nc)`` booleans, True for real context points, or None for all. Masked points
+                have no effect (their entries must still be finite).
+        """
+        grid, features = self.encode(x_context, y_context, x_target, context_mask)
+        features = self.cnn(self.grid_features(grid, features))
+        return self.decode(grid, features, x_target)
