@@ -1183,3 +1183,18 @@ def test_graph_validation_names_what_is_missing_or_mistyped():
     graph.edge_index = [[0, 1], [1, 0]]
     with pytest.raises(ActionError, match=r"got a list of 2 item\(s\)"):
         GraphAction().validate(graph)
+
+
+def test_dict_fields_of_different_sizes_are_moved_by_groups_without_a_permutation_part():
+    """Context and target points of a neural-process task: one translation moves both, whatever their counts."""
+    from symwrap.errors import ActionError
+
+    action = symwrap.get_action({"context": "points", "target": "points"})
+    x = {"context": torch.randn(2, 3, 1), "target": torch.randn(2, 5, 1)}
+    t1 = symwrap.get_group("T1")
+    action.validate(x, t1)
+    shift = torch.tensor([[0.5], [-1.0]])
+    moved = action.act(t1, shift, x)
+    assert torch.equal(moved["target"], x["target"] + shift[:, None])
+    with pytest.raises(ActionError, match="same number of set members"):
+        action.validate({"context": torch.randn(2, 3, 3), "target": torch.randn(2, 5, 3)}, symwrap.get_group("S"))

@@ -147,3 +147,55 @@ def test_fixed_inputs_join_the_node_features_of_an_egnn_on_particles():
     with pytest.raises(ConfigError, match="pass channels="):
         symwrap.wrap(EGNNDynamics(hidden=8, layers=2), group="E3", strategy="fixed_inputs", input=particles,
                      output="points", inject="egnn.layers.0")
+
+
+NP_INPUT = {"x_context": "points", "y_context": "scalars", "x_target": "points", "context_mask": "scalars"}
+NP_OUTPUT = {"mean": "scalars", "std": "scalars"}
+
+
+def np_task(shift=0.0):
+    from symwrap.data import sample_gp_tasks
+
+    tasks = sample_gp_tasks(3, generator=0, num_context=(4, 8), num_targets=16, shift=shift, dtype=torch.float64)
+    x = {"x_context": tasks.x_context, "y_context": tasks.y_context, "x_target": tasks.x_target,
+         "context_mask": tasks.context_mask.to(torch.float64)}
+    return tasks, x
+
+
+def np_model(**config):
+    from symwrap.nn import ConvCNP1d, TaskDictNP
+
+    torch.manual_seed(0)
+    backbone = TaskDictNP(ConvCNP1d(hidden=8, layers=2, points_per_unit=16)).double()
+    return symwrap.wrap(backbone, group="T1", strategy="fixed_inputs", input=NP_INPUT, output=NP_OUTPUT,
+                        inject="model.cnn", channels=2, task_loss="gaussian_nll", **config)
+
+
+def test_a_neural_process_gets_fixed_inputs_at_its_absolute_grid_positions():
+    """The ConvCNP tells where its grid sits; the fixed inputs live there, zero outside the domain."""
+    from symwrap.losses import gaussian_nll
+
+    model = randomise(np_model(num_fixed=4, domain=[[-4.5, 4.5]])).double().eval()
+    tasks, x = np_task()
+    pred = model(x)
+    torch.testing.assert_close(model.loss(pred, tasks.y_target, x)["task"],
+                               gaussian_nll(pred["mean"], pred["std"], tasks.y_target))
+    assert model.equivariance_deviation(x) > 1e-3
+    # a shift by whole grid steps moves the ConvCNP's grid exactly: its component is exactly translation-equivariant
+    shifted = {key: value + 3 / 16 if key.startswith("x_") else value for key, value in x.items()}
+    with model.equivariant_component():
+        torch.testing.assert_close(model(shifted)["mean"], model(x)["mean"], atol=1e-9, rtol=0)
+    assert (model(shifted)["mean"] - model(x)["mean"]).abs().max() > 1e-4  # the fixed inputs did not move
+    _, far = np_task(shift=20.0)
+    assert model.equivariance_deviation(far) == 0.0  # beyond the domain: exactly the equivariant component
+
+
+def test_the_gaussian_task_loss_needs_a_mean_and_a_std():
+    from symwrap.errors import TargetError
+
+    model = np_model(num_fixed=2)
+    tasks, x = np_task()
+    with pytest.raises(TargetError, match="needs a target shaped like the mean"):
+        model.loss(model(x), tasks.y_target[:, :3], x)
+    with pytest.raises(TargetError, match="scores a prediction"):
+        model.loss(tasks.y_target, tasks.y_target, x)

@@ -538,7 +538,7 @@ def test_config_fields_refuse_values_their_annotation_does_not_allow(field, valu
     ("averaging", {"max_exhaustive_order": 0}, "max_exhaustive_order must be >= 1; got 0"),
     ("averaging", {"num_samples_eval": 0}, "num_samples_eval must be >= 1; got 0"),
     ("averaging", {"num_samples_train": "8"}, r"AveragingConfig.num_samples_train must be an integer; got '8' \(str\)"),
-    ("averaging", {"task_loss": "l1"}, "task_loss must be 'auto', 'cross_entropy' or 'mse'; got 'l1'"),
+    ("averaging", {"task_loss": "l1"}, "task_loss must be 'auto', 'cross_entropy', 'mse' or 'gaussian_nll'; got 'l1'"),
     ("frames", {"degenerate_tol": -0.1}, r"degenerate_tol must be in \[0, 1\); got -0.1"),
     ("frames", {"degenerate_tol": 1.0}, r"degenerate_tol must be in \[0, 1\); got 1.0"),
     ("frames", {"seed": 1.5}, r"FramesConfig.seed must be an integer or None; got 1.5 \(float\)"),

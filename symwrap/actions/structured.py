@@ -60,7 +60,9 @@ class DictAction(Action):
         if len(set(sizes.values())) > 1:
             raise ActionError(f"all fields need the same batch size; got {sizes}")
         members = {key: s[0] for key, a in self.fields.items() if (s := a.set_size(x[key])) is not None}
-        if len(set(members.values())) > 1:
+        # one permutation reorders every per-member field alike, so they need one member count; a group without
+        # a permutation part (translations of context and target points) moves fields of any sizes
+        if (group is None or group.has_permutation) and len(set(members.values())) > 1:
             raise ActionError(f"all per-member fields need the same number of set members; got {members}")
 
     def check_nonempty(self, x):

@@ -282,5 +282,30 @@ class ConvCNP1d(nn.Module):
                 have no effect (their entries must still be finite).
         """
         grid, features = self.encode(x_context, y_context, x_target, context_mask)
+        # where the CNN's input sits, for modules that inject inputs of the absolute position there (a forward
+        # pre-hook on ``cnn``, such as the fixed inputs of strategy="fixed_inputs")
+        self.cnn.input_positions = grid.unsqueeze(-1)
         features = self.cnn(self.grid_features(grid, features))
         return self.decode(grid, features, x_target)
+
+
+class TaskDictNP(nn.Module):
+    """A neural process that takes a task as one dict and returns ``{"mean", "std"}``: the form symwrap's actions
+    move (``input={"x_context": "points", "y_context": "scalars", "x_target": "points", "context_mask":
+    "scalars"}`` under translations ``"T1"``; ``output={"mean": "scalars", "std": "scalars"}``), trained with
+    ``task_loss="gaussian_nll"``.
+
+    ``context_mask`` is optional in the dict (float or bool, 1 for real context points).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, task: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        mask = task.get("context_mask")
+        if mask is not None:
+            mask = mask.reshape(mask.shape[0], -1) > 0.5 if mask.is_floating_point() else mask.reshape(
+                mask.shape[0], -1).bool()
+        mean, std = self.model(task["x_context"], task["y_context"], task["x_target"], mask)
+        return {"mean": mean, "std": std}

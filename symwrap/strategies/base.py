@@ -28,8 +28,9 @@ class StrategyConfig:
     Attributes:
         validate: check every input's shape, dtype and finiteness (NaN/inf) before the
             backbone sees it, raising a :class:`~symwrap.errors.SymwrapError` subclass.
-        task_loss: ``"cross_entropy"``, ``"mse"`` or ``"auto"`` (cross-entropy for
-            integer targets, mean squared error otherwise).
+        task_loss: ``"cross_entropy"``, ``"mse"``, ``"gaussian_nll"`` (a Gaussian predictive
+            ``{"mean", "std"}``, as neural processes give, scored on the target values) or ``"auto"``
+            (cross-entropy for integer targets, mean squared error otherwise).
         seed: seed of the generator used for sampled group elements (``None``: torch's
             global generator).
     """
@@ -41,8 +42,9 @@ class StrategyConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        if self.task_loss not in ("auto", "cross_entropy", "mse"):
-            raise ConfigError(f"task_loss must be 'auto', 'cross_entropy' or 'mse'; got {self.task_loss!r}")
+        if self.task_loss not in ("auto", "cross_entropy", "mse", "gaussian_nll"):
+            raise ConfigError(f"task_loss must be 'auto', 'cross_entropy', 'mse' or 'gaussian_nll'; got "
+                              f"{self.task_loss!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, **dataclasses.asdict(self)}
@@ -156,6 +158,8 @@ class SymmetricModel(nn.Module):
         """The task term: cross-entropy or mean squared error (``config.task_loss``), summed over the fields
         of dict outputs. Raises :class:`~symwrap.errors.TargetError` for a target that does not fit ``pred``."""
         kind = self.config.task_loss
+        if kind == "gaussian_nll":
+            return _gaussian_task_loss(pred, target)
         if kind == "auto":
             kind = "mse" if _floating_target(target) else "cross_entropy"
         check_target(pred, target, kind)
@@ -286,3 +290,19 @@ def display_name(module: Any) -> str:
     around it (adapters say it as ``display_name``)."""
     name = getattr(module, "display_name", None)
     return name if isinstance(name, str) else type(module).__name__
+
+
+def _gaussian_task_loss(pred: Any, target: Any) -> torch.Tensor:
+    """``task_loss="gaussian_nll"``: a Gaussian predictive ``{"mean", "std"}`` scored on the target values."""
+    from ..errors import TargetError
+    from ..losses import gaussian_nll
+
+    if not isinstance(pred, Mapping) or not {"mean", "std"} <= set(pred):
+        keys = f" with keys {sorted(pred)}" if isinstance(pred, Mapping) else ""
+        raise TargetError(f"task_loss='gaussian_nll' scores a prediction {{'mean': ..., 'std': ...}}; got "
+                          f"{type(pred).__name__}{keys}")
+    if not isinstance(target, torch.Tensor) or target.shape != pred["mean"].shape:
+        shape = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
+        raise TargetError(f"task_loss='gaussian_nll' needs a target shaped like the mean {tuple(pred['mean'].shape)}; "
+                          f"got {shape}")
+    return gaussian_nll(pred["mean"], pred["std"], target)

@@ -63,6 +63,9 @@ class FixedInputs(SymmetricModel):
     through a learned linear map to the channels) or concatenated with (``mode="concat"``) the data
     (``inject="input"``) or the input of a submodule (``inject="NAME"``, e.g. the features after an encoder).
     While training, each sample's fixed inputs are zeroed with probability ``p_drop``; never in evaluation.
+    Grid features sit at ``[-1, 1]`` along every axis, unless the injected submodule carries the absolute
+    positions of its input as ``input_positions`` (``(*grid, d)``, set by the backbone before it calls the
+    submodule, as :class:`~symwrap.nn.ConvCNP1d` does for its ``cnn``).
     :meth:`equivariant_component` gives the model with t = 0, which is exactly the backbone;
     :meth:`equivariance_deviation` measures how far the fixed inputs move the prediction.
     """
@@ -160,7 +163,11 @@ class FixedInputs(SymmetricModel):
         if points is not None and tensor.ndim == 3 and tensor.shape[1] == points.shape[1]:
             joined = self._features(tensor, False, points)
         elif tensor.ndim >= 3:
-            grid = grid_positions(tuple(tensor.shape[2:]), dtype=tensor.dtype, device=tensor.device)
+            declared = getattr(self.target, "input_positions", None) if self.target is not None else None
+            if isinstance(declared, torch.Tensor) and declared.shape[:-1] == tensor.shape[2:]:
+                grid = declared.to(tensor.dtype)  # the absolute positions the backbone says its grid sits at
+            else:
+                grid = grid_positions(tuple(tensor.shape[2:]), dtype=tensor.dtype, device=tensor.device)
             joined = self._features(tensor, True, grid)
         else:
             raise ShapeError(f"fixed inputs need features on a grid (B, C, ...) or per point (B, N, F); got shape "
