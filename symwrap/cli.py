@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=None, help="override the data set's batch size")
     evaluate.add_argument("--device", default="cpu", help="torch device to run on (default: %(default)s)")
     bench = commands.add_parser("bench", help="run a benchmark; prints its table and writes it as CSV and JSON")
-    bench.add_argument("name", help="the benchmark: canonicalization, nbody, graphs, cloning")
+    bench.add_argument("name", help="the benchmark: canonicalization, nbody, graphs, cloning, relaxation, "
+                                       "fixed_inputs")
     bench.add_argument("--strategy", default=None,
                        help="benchmarks that compare strategies: which one (nbody: remul or symmetrization)")
     bench.add_argument("--quick", action="store_true", help="a small, fast version (a smoke test)")
