@@ -24,8 +24,7 @@ import torch
 from torch import nn
 
 from symwrap import wrap
-from symwrap.data.gp import GPTasks, gp_log_likelihood, sample_gp_tasks
-from symwrap.losses import gaussian_nll
+from symwrap.data import GPTasks, gaussian_nll, gp_log_likelihood, sample_gp_tasks
 from symwrap.nn import ConvCNP1d, TaskDictNP
 
 from . import register_benchmark
