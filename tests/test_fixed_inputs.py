@@ -199,3 +199,14 @@ def test_the_gaussian_task_loss_needs_a_mean_and_a_std():
         model.loss(model(x), tasks.y_target[:, :3], x)
     with pytest.raises(TargetError, match="scores a prediction"):
         model.loss(tasks.y_target, tasks.y_target, x)
+
+
+def test_the_deviation_of_one_output_field():
+    model = randomise(np_model(num_fixed=4)).double().eval()
+    _, x = np_task()
+    with model.equivariant_component():
+        base = model(x)
+    expected = float((model(x)["mean"] - base["mean"]).abs().mean())
+    assert model.equivariance_deviation(x, field="mean") == pytest.approx(expected) and expected > 0
+    with pytest.raises(ConfigError, match="field='variance' names a field of a dict output; the output has"):
+        model.equivariance_deviation(x, field="variance")

@@ -220,12 +220,18 @@ class FixedInputs(SymmetricModel):
             self._zeroed = previous
 
     @torch.no_grad()
-    def equivariance_deviation(self, x: Any) -> float:
-        """Δ = mean |ρ(Z, t) − ρ(Z, 0)|: how much the fixed inputs move the prediction on ``x``."""
-        with_fixed = self.output_action.flatten(self.forward(x))
+    def equivariance_deviation(self, x: Any, field: str | None = None) -> float:
+        """Δ = mean |ρ(Z, t) − ρ(Z, 0)|: how much the fixed inputs move the prediction on ``x`` (of one ``field`` of
+        a dict output, e.g. the ``"mean"`` of a neural process's predictive, as the paper measures it)."""
+        with_fixed = self.forward(x)
         with self.equivariant_component():
-            without = self.output_action.flatten(self.forward(x))
-        return float((with_fixed - without).abs().mean())
+            without = self.forward(x)
+        if field is not None:
+            if not isinstance(with_fixed, dict) or field not in with_fixed:
+                has = sorted(with_fixed) if isinstance(with_fixed, dict) else type(with_fixed).__name__
+                raise ConfigError(f"field={field!r} names a field of a dict output; the output has {has}")
+            return float((with_fixed[field] - without[field]).abs().mean())
+        return float((self.output_action.flatten(with_fixed) - self.output_action.flatten(without)).abs().mean())
 
     def is_exact(self, x: Any) -> bool:
         """Exact only with no fixed inputs (``num_fixed=0``): the point is to depart from the symmetry."""

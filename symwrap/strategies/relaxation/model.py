@@ -33,7 +33,9 @@ class Relaxation(SymmetricModel):
     the layers' detached inputs, so the regulariser trains only R. θ follows the schedule over the model's
     training steps (each :meth:`loss` in training mode is a step; :meth:`step` advances by hand); the count is
     part of the model's state, saved and loaded. In eval mode, or once θ is 0, the model is the backbone bit for
-    bit; :meth:`project` returns the bare equivariant network.
+    bit; :meth:`project` returns the bare equivariant network. The terms enter through forward hooks on the
+    backbone's own layers, so ``model.backbone`` called directly while training is relaxed too: use
+    :meth:`project` for a copy without them.
     """
 
     config_class = RelaxationConfig
