@@ -22,7 +22,7 @@ from .defaults import (
 from .egnn import EGNN, EGNNDynamics, EGNNLayer, EGNNReadout
 from .encoders import ImageEncoder, PointEncoder
 from .introspection import image_channels
-from .neural_processes import ConvCNP1d, SetConvDecoder1d, SetConvEncoder1d, TaskDictNP
+from .neural_processes import ConvCNP1d, SetConvDecoder1d, SetConvEncoder1d, TaskDictNP, TransformerNP1d
 from .permutation_interface import (
     GINInterface,
     hard_permutation,
@@ -75,6 +75,7 @@ __all__ = [
     "image_channels",
     "ConvCNP1d",
     "TaskDictNP",
+    "TransformerNP1d",
     "SetConvEncoder1d",
     "SetConvDecoder1d",
     "DefaultNetwork",

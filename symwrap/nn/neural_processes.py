@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import ConfigError, ShapeError
 
-__all__ = ["ConvCNP1d", "SetConvEncoder1d", "SetConvDecoder1d"]
+__all__ = ["ConvCNP1d", "SetConvEncoder1d", "SetConvDecoder1d", "TransformerNP1d", "TranslationEquivariantAttention1d"]
 
 #: added to the density before it normalises the signal channel
 _DENSITY_EPS = 1e-8
@@ -309,3 +309,159 @@ class TaskDictNP(nn.Module):
                 mask.shape[0], -1).bool()
         mean, std = self.model(task["x_context"], task["y_context"], task["x_target"], mask)
         return {"mean": mean, "std": std}
+
+
+def _pairwise_mlp(out_features: int, hidden: int = 16) -> nn.Sequential:
+    """A small MLP of a 1-D pairwise difference: ``(..., 1) -> (..., out_features)``."""
+    return nn.Sequential(nn.Linear(1, hidden), nn.SiLU(), nn.Linear(hidden, out_features))
+
+
+class TranslationEquivariantAttention1d(nn.Module):
+    """Multi-head attention between tokens at 1-D inputs that sees only the differences of the inputs:
+    ``logits_h(i, j) = q_i·k_j / √d + φ_h(x_i − x_j)`` and values ``v_j + ψ(x_i − x_j)`` (per head), with
+    ``φ`` and ``ψ`` small MLPs of the difference. Masked keys get ``−inf`` logits; a query without any unmasked
+    key gets a zero update (no NaN).
+
+    Args:
+        hidden: Token width (a multiple of ``heads``).
+        heads: Number of heads.
+    """
+
+    def __init__(self, hidden: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = hidden // heads
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, hidden)
+        self.logit_bias = _pairwise_mlp(heads)  # φ
+        self.value_shift = _pairwise_mlp(hidden)  # ψ
+
+    def forward(
+        self,
+        queries: torch.Tensor,
+        x_queries: torch.Tensor,
+        keys: torch.Tensor,
+        x_keys: torch.Tensor,
+        key_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Update ``(B, Nq, hidden)`` of tokens ``queries (B, Nq, hidden)`` at ``x_queries (B, Nq, 1)``
+        attending to ``keys (B, Nk, hidden)`` at ``x_keys (B, Nk, 1)``; ``key_mask (B, Nk)`` True for real
+        keys, or None."""
+        b, nq, _ = queries.shape
+        nk = keys.shape[1]
+        h, d = self.heads, self.head_dim
+        q = self.query(queries).reshape(b, nq, h, d).transpose(1, 2)  # (B, H, Nq, d)
+        k = self.key(keys).reshape(b, nk, h, d).transpose(1, 2)
+        v = self.value(keys).reshape(b, nk, h, d).transpose(1, 2)
+        diff = x_queries.unsqueeze(2) - x_keys.unsqueeze(1)  # (B, Nq, Nk, 1)
+        logits = q @ k.transpose(-1, -2) / math.sqrt(d) + self.logit_bias(diff).permute(0, 3, 1, 2)
+        if key_mask is not None:
+            logits = logits.masked_fill(~key_mask[:, None, None, :], -math.inf)
+            has_key = key_mask.any(-1)  # (B,)
+            # a task without real keys: finite logits for the softmax, then a zero update
+            logits = logits.masked_fill(~has_key[:, None, None, None], 0.0)
+        weights = torch.softmax(logits, dim=-1)
+        if key_mask is not None:
+            weights = weights * has_key[:, None, None, None].to(weights.dtype)
+        shift = self.value_shift(diff).reshape(b, nq, nk, h, d)
+        update = weights @ v + torch.einsum("bhqk,bqkhd->bhqd", weights, shift)  # (B, H, Nq, d)
+        return self.out(update.transpose(1, 2).reshape(b, nq, h * d))
+
+
+class _TransformerNPLayer(nn.Module):
+    """Self-attention among the context tokens, then cross-attention from the target tokens to them; each
+    followed by residual + LayerNorm and a residual MLP + LayerNorm."""
+
+    def __init__(self, hidden: int, heads: int) -> None:
+        super().__init__()
+        self.self_attention = TranslationEquivariantAttention1d(hidden, heads)
+        self.cross_attention = TranslationEquivariantAttention1d(hidden, heads)
+        self.context_norms = nn.ModuleList([nn.LayerNorm(hidden), nn.LayerNorm(hidden)])
+        self.target_norms = nn.ModuleList([nn.LayerNorm(hidden), nn.LayerNorm(hidden)])
+        self.context_mlp = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.SiLU(), nn.Linear(2 * hidden, hidden))
+        self.target_mlp = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.SiLU(), nn.Linear(2 * hidden, hidden))
+
+    def forward(self, context: torch.Tensor, x_context: torch.Tensor, target: torch.Tensor, x_target: torch.Tensor,
+                mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        context = self.context_norms[0](context + self.self_attention(context, x_context, context, x_context, mask))
+        context = self.context_norms[1](context + self.context_mlp(context))
+        target = self.target_norms[0](target + self.cross_attention(target, x_target, context, x_context, mask))
+        target = self.target_norms[1](target + self.target_mlp(target))
+        return context, target
+
+
+class TransformerNP1d(nn.Module):
+    """A translation-equivariant transformer neural process (TE-TNP, Ashman et al. 2024) for 1-D regression:
+    ``(B, Nc, 1), (B, Nc, 1), (B, Nt, 1) -> mean (B, Nt, 1), std (B, Nt, 1)``, with the signature of
+    :class:`ConvCNP1d` (so ``TaskDictNP(TransformerNP1d())`` works).
+
+    Context tokens start from an embedding of ``y`` plus a learned context flag, target tokens from a learned
+    constant; the inputs ``x`` never enter the tokens, only the attention, through learned functions of the
+    pairwise differences ``x_i − x_j`` (see :class:`TranslationEquivariantAttention1d`). So shifting every input
+    by any constant leaves the prediction unchanged (exactly, up to rounding). Masked context points have no
+    effect; a task without any real context point gets the prior prediction of the constant target token.
+
+    Example::
+
+        model = TransformerNP1d(hidden=32, layers=2, heads=4)
+        mean, std = model(x_context, y_context, x_target, context_mask)
+
+    Args:
+        hidden: Token width (a multiple of ``heads``).
+        layers: Number of (self-attention, cross-attention) layers.
+        heads: Attention heads.
+
+    Attributes:
+        embed: ``(B, Nc, 1) -> (B, Nc, hidden)``, the embedding of the context outputs.
+        context_flag: ``(hidden,)`` added to every context token.
+        target_token: ``(hidden,)``, every target token's start.
+        context_tokens_hook: ``nn.Identity`` applied to the context tokens ``(B, Nc, hidden)`` right after the
+            embedding: the place to inject per-token features at the context inputs (e.g.
+            ``strategy="fixed_inputs"`` with ``inject="model.context_tokens_hook"``).
+        head: Pointwise MLP ``(B, Nt, hidden) -> (B, Nt, 2)`` (mean and pre-softplus std).
+    """
+
+    def __init__(self, hidden: int = 32, layers: int = 2, heads: int = 4) -> None:
+        super().__init__()
+        if hidden < 1 or layers < 1 or heads < 1 or hidden % heads:
+            raise ConfigError(f"TransformerNP1d needs hidden >= 1, layers >= 1, heads >= 1 and hidden a multiple "
+                              f"of heads; got hidden={hidden}, layers={layers}, heads={heads}")
+        self.hidden = hidden
+        self.heads = heads
+        self.embed = nn.Sequential(nn.Linear(1, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.context_flag = nn.Parameter(0.1 * torch.randn(hidden))
+        self.target_token = nn.Parameter(0.1 * torch.randn(hidden))
+        self.context_tokens_hook = nn.Identity()
+        self.blocks = nn.ModuleList([_TransformerNPLayer(hidden, heads) for _ in range(layers)])
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 2))
+
+    def _check(self, x_context: torch.Tensor, y_context: torch.Tensor, x_target: torch.Tensor,
+               context_mask: torch.Tensor | None) -> torch.Tensor | None:
+        where = "TransformerNP1d"
+        x_context = _require_shape(where, "x_context", x_context, ("B", "Nc", "1"), (None, None, 1))
+        b, nc, _ = x_context.shape
+        _require_shape(where, "y_context", y_context, ("B", "Nc", "1"), (b, nc, 1))
+        _require_shape(where, "x_target", x_target, ("B", "Nt", "1"), (b, None, 1))
+        if context_mask is None:
+            return None
+        _require_shape(where, "context_mask", context_mask, ("B", "Nc"), (b, nc))
+        return context_mask.bool()
+
+    def forward(
+        self,
+        x_context: torch.Tensor,
+        y_context: torch.Tensor,
+        x_target: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictive mean and std ``(B, Nt, 1)`` (std >= 1e-3); arguments as in :meth:`ConvCNP1d.forward`."""
+        mask = self._check(x_context, y_context, x_target, context_mask)
+        context = self.context_tokens_hook(self.embed(y_context) + self.context_flag)
+        target = self.target_token.expand(x_target.shape[0], x_target.shape[1], self.hidden)
+        for block in self.blocks:
+            context, target = block(context, x_context, target, x_target, mask)
+        out = self.head(target)
+        mean, raw_std = out[..., :1], out[..., 1:]
+        return mean, _MIN_STD + F.softplus(raw_std)
