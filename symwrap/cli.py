@@ -23,6 +23,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from .errors import ConfigError, SymwrapError
 
 
@@ -116,6 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     train.add_argument("--overwrite", action="store_true",
                        help="replace the model of a run directory that already holds one (refused otherwise)")
+    diagnosis = commands.add_parser(
+        "diagnose",
+        help="where inside the backbone of a 'symwrap train' run the symmetry breaks: the error each layer adds",
+        description="Load the model of a 'symwrap train' run, take one batch of its data, and print for every layer "
+        "of its backbone the equivariance error of the layer's input and output under the run's group and the "
+        "error the layer adds, largest first (symwrap.diagnose).",
+    )
+    diagnosis.add_argument("directory", help="the run directory written by 'symwrap train'")
+    diagnosis.add_argument("--layers", default="leaves", choices=("leaves", "blocks"),
+                           help="every leaf module, or the backbone's direct children (default: %(default)s)")
+    diagnosis.add_argument("--split", default="test", choices=("test", "val", "train"),
+                           help="which split the batch comes from (default: %(default)s)")
+    diagnosis.add_argument("--samples", type=int, default=8,
+                           help="sampled elements of groups with more than 16 elements (default: %(default)s)")
+    diagnosis.add_argument("--top", type=int, default=None, help="show only the largest contributions")
+    diagnosis.add_argument("--plot", default=None, metavar="PNG", help="write a bar chart of the contributions")
     evaluate = commands.add_parser(
         "eval",
         help="accuracy (or MSE) and equivariance error per group element of a model trained by 'symwrap train'",
@@ -222,6 +240,8 @@ def _run(args: argparse.Namespace) -> None:
         _train(args)
     elif args.command == "eval":
         _eval(args)
+    elif args.command == "diagnose":
+        _diagnose(args)
     elif args.command == "bench":
         from symwrap_bench import run_benchmark
 
@@ -252,6 +272,32 @@ def _train(args: argparse.Namespace) -> None:
     shown = ", ".join(f"{key}={value:.4g}" for key, value in last.items() if key not in ("epoch", "step", "lr"))
     print(f"trained {config.strategy} on {config.group} for {last.get('epoch', 0):g} epoch(s): {shown}")
     print(f"wrote {run.directory} (symwrap_config.json, model.safetensors, train_config.yaml, history.json)")
+
+
+def _diagnose(args: argparse.Namespace) -> None:
+    """``symwrap diagnose``: the per-layer table of a run's backbone on one batch, and the chart when asked."""
+    from .data import dataset_options, load_dataset
+    from .diagnosis import diagnose
+    from .experiment import load_trained
+    from .steps import split_batch
+
+    if args.samples < 1 or (args.top is not None and args.top < 1):
+        raise ConfigError(f"--samples and --top must be integers >= 1; got {args.samples} and {args.top}")
+    if args.plot is not None:
+        _writable_folder(Path(args.plot).parent, "--plot")
+    model, config = load_trained(args.directory)
+    accepted = dataset_options(config.data_name)
+    options = {key: value for key, value in config.data_options.items() if key in accepted}
+    splits = load_dataset(config.data_name, **options)
+    x, _ = split_batch(next(iter(splits.loader(args.split) if args.split != "train" else
+                                 torch.utils.data.DataLoader(splits.split("train"), batch_size=splits.batch_size))))
+    for name, group in model.groups.items():
+        result = diagnose(model.backbone, x, group, input=model.input_action, output=model.output_action,
+                          layers=args.layers, n=args.samples, generator=torch.Generator().manual_seed(0))
+        print(f"{config.strategy} backbone under {name}, one {args.split} batch:")
+        print(result.table(args.top))
+        if args.plot is not None:
+            print(f"wrote {result.plot(args.plot)}")
 
 
 def _eval(args: argparse.Namespace) -> None:

@@ -6,8 +6,9 @@ is compared with g acting on its output on x, in the representation the output i
 
 * escnn ``GeometricTensor`` outputs: their field type's own transform of the element (regular fields rotate and
   permute their channels);
-* feature maps with the input's grid (images ``(B, C, H, W)`` under rotations and flips): the input's action on
-  every channel, as a convolution's features move with the image;
+* channels-first feature maps on a square grid (images ``(B, C, H, W)`` under rotations and flips, at full or
+  reduced resolution, a ViT's patch grid): the input's action on every channel, as a convolution's features move
+  with the image;
 * tensors shaped like the input (the same layout), or like the model's output: those actions;
 * anything else: assumed invariant (it should not change), shown as ``invariant?`` in the table.
 
@@ -108,7 +109,7 @@ def _leaf_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def diagnose(
     model: Callable[[Any], Any] | nn.Module,
-    x: torch.Tensor,
+    x: Any,
     group: str | Group,
     *,
     input: ActionSpec,
@@ -133,7 +134,8 @@ def diagnose(
     input_action, output_action = get_action(input), get_action(output)
     chosen = _choose(model, layers)
     bound = input_action.bind(group, x)
-    elements = _elements(bound, n, generator, x)
+    batch, probe = input_action.batch_size(x), input_action.probe(x)
+    elements = _elements(bound, n, generator, probe)
     captured: dict[str, list[tuple[Any, Any]]] = {name: [] for name, _ in chosen}
     handles = [module.register_forward_hook(_recorder(captured[name])) for name, module in chosen]
     was_training = model.training
@@ -143,7 +145,7 @@ def diagnose(
             reference = model(x)
             moved_outputs = []
             for g in elements:
-                moved_outputs.append(model(input_action.act(bound, _repeat(g, x.shape[0]), x)))
+                moved_outputs.append(model(input_action.act(bound, _repeat(g, batch), x)))
     finally:
         for handle in handles:
             handle.remove()
@@ -154,9 +156,9 @@ def diagnose(
         if len(records) != len(elements) + 1:
             continue  # the layer did not run once per forward (unused, or called several times)
         (in_ref, out_ref), moved = records[0], records[1:]
-        in_error, _ = _error(in_ref, [r[0] for r in moved], elements, bound, input_action, output_action, x)
-        out_error, representation = _error(out_ref, [r[1] for r in moved], elements, bound, input_action,
-                                           output_action, x)
+        in_error, _ = _error(in_ref, [r[0] for r in moved], elements, bound, input_action, x, batch)
+        out_error, representation = _error(out_ref, [r[1] for r in moved], elements, bound, input_action, x,
+                                           batch)
         reports.append(LayerDiagnosis(name, type(module).__name__, representation, in_error, out_error))
     if not reports:
         raise ConfigError("none of the chosen layers ran once per forward pass; pick layers= by name")
@@ -181,12 +183,12 @@ def _choose(model: nn.Module, layers: str | list[str]) -> list[tuple[str, nn.Mod
     raise ConfigError(f"layers must be 'leaves', 'blocks' or a list of submodule names; got {layers!r}")
 
 
-def _elements(bound: Group, n: int, generator: torch.Generator | None, x: torch.Tensor) -> list[Any]:
-    dtype = x.dtype if torch.is_floating_point(x) else None
+def _elements(bound: Group, n: int, generator: torch.Generator | None, probe: torch.Tensor) -> list[Any]:
+    dtype = probe.dtype if torch.is_floating_point(probe) else None
     if bound.is_finite and bound.order <= 16:
-        all_elements = bound.elements(device=x.device, dtype=dtype)
+        all_elements = bound.elements(device=probe.device, dtype=dtype)
         return [all_elements[i:i + 1] for i in range(bound.order)]
-    sampled = bound.sample(n, generator=generator, device=x.device, dtype=dtype)
+    sampled = bound.sample(n, generator=generator, device=probe.device, dtype=dtype)
     return [sampled[i:i + 1] for i in range(n)]
 
 
@@ -212,20 +214,20 @@ def _tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
-def _error(reference: Any, moved: list[Any], elements: list[Any], bound: Group, input_action: Any,
-           output_action: Any, x: torch.Tensor) -> tuple[float, str]:
+def _error(reference: Any, moved: list[Any], elements: list[Any], bound: Group, input_action: Any, x: Any,
+           batch: int) -> tuple[float, str]:
     """The relative error of one captured value, and how it was compared."""
-    act, representation = _representation(reference, bound, input_action, output_action, x)
+    act, representation = _representation(reference, bound, input_action, x, batch)
     if act is None:
         return float("nan"), representation
     return _relative(_tensor(reference), [_tensor(m) for m in moved], elements, act,
                      lambda y: y.reshape(y.shape[0], -1)), representation
 
 
-def _representation(value: Any, bound: Group, input_action: Any, output_action: Any, x: torch.Tensor):
+def _representation(value: Any, bound: Group, input_action: Any, x: Any, batch: int):
     """How ``g`` acts on a captured value: ``(act, name)``, or ``(None, reason)`` when it cannot be compared."""
     tensor = _tensor(value)
-    if tensor is None or tensor.ndim == 0 or tensor.shape[0] != x.shape[0]:
+    if tensor is None or tensor.ndim == 0 or tensor.shape[0] != batch:
         return None, "not a batch"
     field_type = getattr(value, "type", None)
     if field_type is not None and hasattr(field_type, "gspace"):
@@ -238,7 +240,12 @@ def _representation(value: Any, bound: Group, input_action: Any, output_action: 
         if bound.is_finite:
             return act_fields, "escnn fields"
         return None, "escnn fields (continuous)"
-    if input_action.grid_axes and tensor.ndim == x.ndim and tensor.shape[2:] == x.shape[2:]:
+    if not isinstance(x, torch.Tensor):
+        return (lambda g, y: y), "invariant?"
+    grid = input_action.grid_axes
+    if grid and tensor.ndim == x.ndim and len(set(tensor.shape[-grid:])) == 1 and tensor.shape[-1] > 1:
+        # a channels-first map on a square grid (full resolution, strided, or a ViT's patch grid) moves like the
+        # image: its grid turns with it
         return (lambda g, y: input_action.act(bound, _repeat(g, y.shape[0]), y)), "feature map"
     if tensor.shape[1:] == x.shape[1:]:
         return (lambda g, y: input_action.act(bound, _repeat(g, y.shape[0]), y)), "like the input"

@@ -382,3 +382,27 @@ def test_usage_errors_keep_argparse_status_2(capsys):
             main(argv)
         assert exit_.value.code == 2
     assert "usage: symwrap" in capsys.readouterr().err
+
+
+def test_diagnose_ranks_the_layers_of_a_trained_vit(tmp_path, capsys, tiny_images):
+    """symwrap diagnose: the ViT's patch embedding (a convolution on the image grid) first moves the error."""
+    pytest.importorskip("timm")
+    pytest.importorskip("yaml")
+    config = tmp_path / "config.yaml"
+    config.write_text(IMAGES_RUN.replace("STRATEGY", "remul"))
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--output-dir", str(run), "--no-progress"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    plot = tmp_path / "layers.png"
+    assert main(["diagnose", str(run), "--plot", str(plot)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "remul backbone under C4, one test batch:" and lines[1].startswith("layer")
+    patch = next(line for line in lines if line.startswith("patch_embed.proj"))
+    assert "feature map" in patch and float(patch.split()[-1]) > 1e-3  # the patch convolution breaks C4
+    assert plot.stat().st_size > 1000
+    assert main(["diagnose", str(run), "--top", "3"]) == 0
+    top = capsys.readouterr().out.splitlines()
+    assert len(top) == 3 + 3  # the title, the header, three layers, the model's error
+    assert main(["diagnose", str(run), "--samples", "0"]) == 1
+    assert "--samples and --top must be integers >= 1; got 0 and None" in capsys.readouterr().err
