@@ -9,6 +9,7 @@
 from . import actions, backbones, groups, metrics, strategies
 from .actions import get_action, list_actions, register_action
 from .backbones import load_backbone
+from .compare import compare
 from .diagnosis import diagnose
 from .errors import SymwrapError
 from .groups import get_group, list_groups, register_group
@@ -26,6 +27,7 @@ __all__ = [
     "SymwrapError",
     "actions",
     "backbones",
+    "compare",
     "diagnose",
     "fit",
     "get_action",
