@@ -118,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     train.add_argument("--overwrite", action="store_true",
                        help="replace the model of a run directory that already holds one (refused otherwise)")
+    comparison = commands.add_parser(
+        "compare",
+        help="train the configuration's backbone through every strategy that applies, for the same steps; one table",
+        description="Read a 'symwrap train' configuration (its strategy is ignored), train a fresh copy of the "
+        "backbone through every registered strategy that takes it, plus the bare backbone and augmentation, for "
+        "the same number of optimizer steps, and print one table with a recommendation computed from it "
+        "(symwrap.compare).",
+    )
+    comparison.add_argument("config", help="the YAML configuration file (as for 'symwrap train')")
+    comparison.add_argument("--steps", type=int, default=200, help="optimizer steps per row (default: %(default)s)")
+    comparison.add_argument("--strategies", default="all",
+                            help="comma-separated strategy names, or 'all' (default: %(default)s)")
+    comparison.add_argument("--max-inference-ratio", type=float, default=None,
+                            help="recommend only rows at most this many times slower than the bare backbone")
+    comparison.add_argument("--output-dir", default=None, help="also write compare.csv and compare.json there")
     diagnosis = commands.add_parser(
         "diagnose",
         help="where inside the backbone of a 'symwrap train' run the symmetry breaks: the error each layer adds",
@@ -242,6 +257,8 @@ def _run(args: argparse.Namespace) -> None:
         _eval(args)
     elif args.command == "diagnose":
         _diagnose(args)
+    elif args.command == "compare":
+        _compare(args)
     elif args.command == "bench":
         from symwrap_bench import run_benchmark
 
@@ -272,6 +289,28 @@ def _train(args: argparse.Namespace) -> None:
     shown = ", ".join(f"{key}={value:.4g}" for key, value in last.items() if key not in ("epoch", "step", "lr"))
     print(f"trained {config.strategy} on {config.group} for {last.get('epoch', 0):g} epoch(s): {shown}")
     print(f"wrote {run.directory} (symwrap_config.json, model.safetensors, train_config.yaml, history.json)")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    """``symwrap compare``: the table of every applicable strategy on the configuration's backbone and data."""
+    from .compare import compare
+    from .experiment import _actions, _data, build_backbone, read_config
+
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be an integer >= 1; got {args.steps}")
+    if args.output_dir is not None:
+        _writable_folder(args.output_dir, "--output-dir")
+    config = read_config(args.config)
+    data = _data(config)
+    input_action, output_action = _actions(config, data)
+    strategies = "all" if args.strategies == "all" else [name.strip() for name in args.strategies.split(",")]
+    report = compare(lambda: build_backbone(config.backbone), data.loader("train"), data.loader("test"),
+                     group=config.group, input=input_action, output=output_action, strategies=strategies,
+                     steps=args.steps, lr=config.training.lr, max_inference_ratio=args.max_inference_ratio,
+                     seed=config.training.seed)
+    print(report.table())
+    if args.output_dir is not None:
+        print(f"wrote {report.save(args.output_dir)}")
 
 
 def _diagnose(args: argparse.Namespace) -> None:

@@ -406,3 +406,18 @@ def test_diagnose_ranks_the_layers_of_a_trained_vit(tmp_path, capsys, tiny_image
     assert len(top) == 3 + 3  # the title, the header, three layers, the model's error
     assert main(["diagnose", str(run), "--samples", "0"]) == 1
     assert "--samples and --top must be integers >= 1; got 0 and None" in capsys.readouterr().err
+
+
+def test_compare_prints_one_row_per_strategy_and_writes_the_tables(tmp_path, capsys, tiny_images):
+    pytest.importorskip("timm")
+    pytest.importorskip("yaml")
+    config = tmp_path / "config.yaml"
+    config.write_text(IMAGES_RUN.replace("STRATEGY", "remul"))
+    assert main(["compare", str(config), "--steps", "2", "--strategies", "averaging,remul,frames",
+                 "--output-dir", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    methods = [line.split()[0] for line in out.splitlines()[1:] if line.split() and line.split()[0] in
+               ("bare", "augmentation", "averaging", "remul")]
+    assert methods == ["bare", "augmentation", "averaging", "remul"]
+    assert "not applicable: frames" in out and "recommendation: " in out
+    assert (tmp_path / "out" / "compare.csv").is_file()
