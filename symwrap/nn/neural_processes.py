@@ -28,13 +28,13 @@ Train with the Gaussian negative log-likelihood :func:`symwrap.data.gp.gaussian_
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError
+from .egnn import _require_shape
 
 __all__ = ["ConvCNP1d", "SetConvEncoder1d", "SetConvDecoder1d", "TransformerNP1d", "TranslationEquivariantAttention1d"]
 
@@ -42,21 +42,6 @@ __all__ = ["ConvCNP1d", "SetConvEncoder1d", "SetConvDecoder1d", "TransformerNP1d
 _DENSITY_EPS = 1e-8
 #: smallest predictive standard deviation
 _MIN_STD = 1e-3
-
-
-def _require_shape(
-    where: str, name: str, x: object, labels: Sequence[str], sizes: Sequence[int | None]
-) -> torch.Tensor:
-    """Raise a :class:`ShapeError` unless ``x`` is a tensor with ``len(labels)`` dims whose sizes match
-    ``sizes`` (None matches anything)."""
-    layout = "(" + ", ".join(labels) + ")"
-    if any(s is not None for s in sizes):
-        layout += " = (" + ", ".join("?" if s is None else str(s) for s in sizes) + ")"
-    if not isinstance(x, torch.Tensor):
-        raise ShapeError(f"{where} takes {name} as a torch.Tensor {layout}; got {type(x).__name__}")
-    if x.ndim != len(sizes) or any(s is not None and s != actual for s, actual in zip(sizes, x.shape)):
-        raise ShapeError(f"{where} takes {name} of shape {layout}; got shape {tuple(x.shape)}")
-    return x
 
 
 def _rbf(diff: torch.Tensor, log_lengthscale: torch.Tensor) -> torch.Tensor:
