@@ -255,10 +255,9 @@ def _representation(value: Any, bound: Group, input_action: Any, x: Any, batch: 
 def _relative(reference: Any, moved: list[Any], elements: list[Any], act, flatten) -> float:
     """mean_g ‖f(g·x) − g·f(x)‖ / ‖f(x)‖ over the batch and the elements."""
     errors = []
-    base = flatten(reference).float() if isinstance(reference, torch.Tensor) else flatten(reference).float()
+    base = flatten(reference).float()
     norm = base.norm(dim=1).clamp_min(1e-12)
     for g, value in zip(elements, moved):
-        expected = flatten(act(_repeat(g, reference.shape[0] if isinstance(reference, torch.Tensor) else
-                                       base.shape[0]), reference))
+        expected = flatten(act(_repeat(g, base.shape[0]), reference))
         errors.append(((flatten(value).float() - expected.float()).norm(dim=1) / norm).mean())
     return float(torch.stack(errors).mean())

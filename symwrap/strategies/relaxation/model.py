@@ -16,7 +16,7 @@ from ...groups import Group
 from ...saving import restore_modes, training_mode
 from ..base import SymmetricModel
 from ..registry import register_strategy
-from .adapters import adapter_for, list_relaxation_adapters
+from .adapters import RelaxationAdapter, adapter_for, list_relaxation_adapters
 from .config import RelaxationConfig, theta_at
 
 
@@ -47,6 +47,7 @@ class Relaxation(SymmetricModel):
         super().__init__(backbone, group, input_action, output_action, config)
         self.terms = nn.ModuleDict()
         self._layers: dict[str, nn.Module] = {}
+        self._adapters: dict[str, RelaxationAdapter] = {}  # looked up once: the hooks run on every forward
         for name, module in backbone.named_modules():
             adapter = adapter_for(module)
             if adapter is None or any(name.startswith(other + ".") for other in self._layers):
@@ -54,6 +55,7 @@ class Relaxation(SymmetricModel):
             key = name.replace(".", "__") or "backbone"
             self.terms[key] = adapter.build(module, group, config)
             self._layers[key] = module
+            self._adapters[key] = adapter
         if not self._layers:
             raise ConfigError(
                 f"relaxation needs an equivariant backbone with layers it can relax; {type(backbone).__name__} has "
@@ -85,7 +87,7 @@ class Relaxation(SymmetricModel):
             theta = self.theta
             if theta == 0.0:
                 return None
-            return adapter_for(module).relax(module, inputs, output, self.terms[key], theta)
+            return self._adapters[key].relax(module, inputs, output, self.terms[key], theta)
 
         return hook
 
@@ -111,8 +113,8 @@ class Relaxation(SymmetricModel):
         """``(Σ LD, Σ N)`` over the relaxed layers, on their inputs of the last training forward."""
         derivative = norm = None
         for key, inputs in self._inputs.items():
-            module = self._layers[key]
-            ld, n = adapter_for(module).regulariser(module, inputs, self.terms[key], self.group, self.config)
+            ld, n = self._adapters[key].regulariser(self._layers[key], inputs, self.terms[key], self.group,
+                                                    self.config)
             derivative = ld if derivative is None else derivative + ld
             norm = n if norm is None else norm + n
         if derivative is None:
