@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from .errors import ConfigError, ShapeError
+from .progress import progress_bar
 
 Batch = tuple[Any, Any]
 StepLoss = Callable[[int, Any, Any], Mapping[str, torch.Tensor]]
@@ -99,9 +100,7 @@ def run_steps(step_loss: StepLoss, batches: Iterator[Batch], steps: int, optimiz
     (if anything) is shown in the progress bar."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ConfigError(f"steps must be an integer >= 0; got {steps!r}")
-    from tqdm.auto import tqdm
-
-    with tqdm(total=steps, desc=desc, unit="step", disable=not progress) as bar:
+    with progress_bar(total=steps, desc=desc, unit="step", disable=not progress) as bar:
         for i in range(1, steps + 1):
             x, y = next(batches)
             terms = step_loss(first_step + i, x, y)

@@ -27,13 +27,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from symwrap import metrics, wrap
 from symwrap.actions import ImageAction
 from symwrap.data import load_mnist_digits
 from symwrap.errors import ConfigError, MissingDependencyError
 from symwrap.groups import SO2
+from symwrap.progress import progress_bar
 
 from .loop import train_steps
 
@@ -176,7 +176,8 @@ def accuracy_by_angle(
 ) -> dict[str, list[float]]:
     """Accuracy of each model on the test set rotated by each angle (degrees): ``{name: [acc per angle]}``."""
     results: dict[str, list[float]] = {name: [] for name in models}
-    with tqdm(total=len(angles) * len(models), desc="evaluate rotations", unit="run", disable=not progress) as bar:
+    with progress_bar(total=len(angles) * len(models), desc="evaluate rotations", unit="run",
+                      disable=not progress) as bar:
         for angle in angles:
             rotated = rotate_images(x, angle)
             for name, model in models.items():
@@ -309,7 +310,7 @@ def run_demo(
     subset = x_test[:n_symmetry]
     symmetry = {
         name: c4_symmetry(model, subset)
-        for name, model in tqdm(models.items(), desc="C4 symmetry metrics", unit="model", disable=not progress)
+        for name, model in progress_bar(models.items(), desc="C4 symmetry metrics", unit="model", disable=not progress)
     }
     results: dict[str, Any] = {
         "angles": [int(a) for a in angles],

@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from symwrap.progress import progress_bar
 from symwrap.steps import optimizer_step
 
 
@@ -68,7 +68,7 @@ def train_steps(
                  else torch.optim.lr_scheduler.LambdaLR(optimizer_, lambda s: schedule(s, steps)))
     start = time.perf_counter()
     done, last = 0, None
-    with tqdm(total=steps, desc="training", unit="step", disable=not progress) as bar:
+    with progress_bar(total=steps, desc="training", unit="step", disable=not progress) as bar:
         while not (until is not None and until(done)) and done < steps:
             model.train()
             x, y = next_batch()

@@ -18,6 +18,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from ..errors import ConfigError, DataError, ShapeError
+from ..progress import progress_bar
 from ..steps import default_task_loss, optimizer_step, split_batch
 from ..strategies.base import SymmetricModel
 from . import checkpoint as ckpt
@@ -372,8 +373,6 @@ def fit(
         trainer = loss_module
     show = progress and context.is_main
 
-    from tqdm.auto import tqdm
-
     for epoch in range(start_epoch, epochs):
         if max_steps is not None and step >= max_steps:
             break
@@ -382,7 +381,7 @@ def fit(
         model.train()
         epoch_meter, window = _Meter(), _Meter()
         first_x, batches = None, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not show, unit="batch",
+        bar = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not show, unit="batch",
                    dynamic_ncols=True, total=_length(train_loader))
         for batch in bar:
             batches += 1
@@ -431,7 +430,7 @@ def fit(
         if context.is_main:
             logger.info("epoch %d/%d: %s", epoch + 1, epochs, _short(record))
             if show:
-                tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v}" for k, v in _short(record).items()))
+                bar.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v}" for k, v in _short(record).items()))
 
         if checkpoint_dir is not None:
             rng_states = distributed.gather_objects(ckpt.capture_rng(device, inner, loaders), context)
@@ -533,7 +532,6 @@ def _short(record: Mapping[str, float]) -> dict[str, str]:
 def _validate(loss_module: _LossModule, loader: Iterable[Any], device: torch.device,
               context: distributed.DistributedContext, show: bool) -> tuple[dict[str, float], Any]:
     """Mean validation terms (per sample), accuracy for integer labels, and the first batch's input."""
-    from tqdm.auto import tqdm
 
     model = loss_module.model
     was_training = model.training
@@ -541,7 +539,7 @@ def _validate(loss_module: _LossModule, loader: Iterable[Any], device: torch.dev
     meter, first_x = _Meter(), None
     try:
         with torch.no_grad():
-            for batch in tqdm(loader, desc="validate", disable=not show, leave=False, unit="batch",
+            for batch in progress_bar(loader, desc="validate", disable=not show, leave=False, unit="batch",
                               dynamic_ncols=True, total=_length(loader)):
                 x, y = split_batch(move_to(batch, device))
                 if first_x is None:
