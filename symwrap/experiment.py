@@ -491,7 +491,7 @@ def train_from_config(
         epochs=settings.epochs, optimizer=_optimizer(settings), scheduler=scheduler,
         checkpoint_dir=checkpoint_dir, resume=settings.resume, log_every=settings.log_every,
         progress=settings.progress if progress is None else progress, device=settings.device,
-        max_steps=settings.max_steps, grad_clip=settings.grad_clip,
+        max_steps=settings.max_steps, grad_clip=settings.grad_clip, overwrite=overwrite,
     )
     model.save_pretrained(directory, overwrite=overwrite)
     _write_config(config, directory / CONFIG_COPY)

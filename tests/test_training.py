@@ -370,7 +370,7 @@ def rewrite(path: Path, change) -> None:
 def other_architecture(tmp_path: Path) -> None:
     other = symwrap.wrap(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 64, 2)),
                          group="C4", strategy="remul", input="image")
-    fit(other, image_loaders(samples=16)[0], epochs=1, checkpoint_dir=tmp_path, progress=False)
+    fit(other, image_loaders(samples=16)[0], epochs=1, checkpoint_dir=tmp_path, progress=False, overwrite=True)
 
 
 BAD_CHECKPOINTS = {

@@ -8,6 +8,7 @@
 small wrapped CNN on synthetic images: a check that a machine's (distributed) set-up works.
 """
 
+from .callbacks import Callback, CSVLogger, EarlyStopping, FitState, TensorBoardLogger
 from .checkpoint import CHECKPOINT_FILE
 from .distributed import DistributedContext, distribute_loader
 from .history import History
@@ -15,6 +16,11 @@ from .loop import default_loss, fit, move_to, split_batch, unwrap_model
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "CSVLogger",
+    "Callback",
+    "EarlyStopping",
+    "FitState",
+    "TensorBoardLogger",
     "DistributedContext",
     "History",
     "default_loss",

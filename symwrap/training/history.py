@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from ..errors import ConfigError
 
@@ -24,8 +25,12 @@ class History:
             trains several groups).
         steps: one dict every ``log_every`` optimizer steps: ``epoch``, ``step``, ``lr`` and the mean
             of every ``train_<term>`` over the steps since the previous record.
-        monitor: the key :attr:`best` minimises; ``None``: ``val_total`` when the records have it,
+        monitor: the key :attr:`best` follows; ``None``: ``val_total`` when the records have it,
             else ``train_total``.
+        monitor_mode: ``"min"`` (the smallest value is best) or ``"max"``.
+
+    A history iterates, indexes and slices like the list of its epoch records (``for record in history``,
+    ``history[-1]``); a string index gives one metric over the epochs.
 
     Example::
 
@@ -37,12 +42,31 @@ class History:
     epochs: list[dict[str, float]] = dataclasses.field(default_factory=list)
     steps: list[dict[str, float]] = dataclasses.field(default_factory=list)
     monitor: str | None = None
+    monitor_mode: str = "min"
 
     def __len__(self) -> int:
         return len(self.epochs)
 
-    def __getitem__(self, key: str) -> list[float]:
-        """The values of one metric over the epochs (``nan`` where an epoch lacks it)."""
+    def __iter__(self) -> Iterator[dict[str, float]]:
+        return iter(self.epochs)
+
+    @overload
+    def __getitem__(self, key: str) -> list[float]: ...
+
+    @overload
+    def __getitem__(self, key: int) -> dict[str, float]: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> list[dict[str, float]]: ...
+
+    def __getitem__(self, key: str | int | slice) -> Any:
+        """An epoch record (an integer index), records (a slice), or the values of one metric over the
+        epochs (a string; ``nan`` where an epoch lacks it)."""
+        if isinstance(key, (int, slice)) and not isinstance(key, bool):
+            return self.epochs[key]
+        if not isinstance(key, str):
+            raise TypeError(f"a History is indexed by an epoch (int), a slice or a metric name (str); "
+                            f"got {type(key).__name__}")
         if not any(key in record for record in self.epochs):
             raise KeyError(f"no epoch record has {key!r}; keys: {sorted(self.keys())}")
         return [record.get(key, math.nan) for record in self.epochs]
@@ -61,8 +85,8 @@ class History:
 
     @property
     def best(self) -> dict[str, float] | None:
-        """The epoch record with the smallest :attr:`monitor` value (``None`` when there is none)."""
-        return self.best_by(self._monitor_key()) if self.epochs else None
+        """The epoch record with the best :attr:`monitor` value (``None`` when there is none)."""
+        return self.best_by(self._monitor_key(), self.monitor_mode) if self.epochs else None
 
     def best_by(self, key: str, mode: str = "min") -> dict[str, float]:
         """The epoch record with the smallest (``mode="min"``) or largest (``"max"``) ``key``."""
@@ -83,16 +107,18 @@ class History:
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON-ready) of the records."""
         return {"epochs": [dict(r) for r in self.epochs], "steps": [dict(r) for r in self.steps],
-                "monitor": self.monitor}
+                "monitor": self.monitor, "monitor_mode": self.monitor_mode}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> History:
         """The inverse of :meth:`to_dict`."""
-        unknown = sorted(set(values) - {"epochs", "steps", "monitor"})
+        unknown = sorted(set(values) - {"epochs", "steps", "monitor", "monitor_mode"})
         if unknown:
-            raise ConfigError(f"History has no field(s) {unknown}; expected 'epochs', 'steps' and 'monitor'")
+            raise ConfigError(f"History has no field(s) {unknown}; expected 'epochs', 'steps', 'monitor' and "
+                              "'monitor_mode'")
         return cls(epochs=[dict(r) for r in values.get("epochs", [])],
-                   steps=[dict(r) for r in values.get("steps", [])], monitor=values.get("monitor"))
+                   steps=[dict(r) for r in values.get("steps", [])], monitor=values.get("monitor"),
+                   monitor_mode=values.get("monitor_mode", "min"))
 
     def to_json(self, indent: int | None = 2) -> str:
         """The records as a JSON string."""

@@ -17,10 +17,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from ..errors import ConfigError, DataError, ShapeError
+from ..errors import CheckpointError, ConfigError, DataError, ShapeError
 from ..progress import progress_bar
-from ..steps import default_task_loss, optimizer_step, split_batch
+from ..steps import default_task_loss, split_batch
 from ..strategies.base import SymmetricModel
+from . import callbacks as callbacks_lib
 from . import checkpoint as ckpt
 from . import distributed
 from .history import History
@@ -45,7 +46,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def _symmetric(model: nn.Module) -> SymmetricModel | None:
+def symmetric_model(model: nn.Module) -> SymmetricModel | None:
     inner = unwrap_model(model)
     return inner if isinstance(inner, SymmetricModel) else None
 
@@ -84,7 +85,7 @@ def _as_terms(value: Any, source: str) -> dict[str, torch.Tensor]:
     return terms
 
 
-class _LossModule(nn.Module):
+class LossModule(nn.Module):
     """``forward(x, y)`` = the loss terms of ``model`` on the batch.
 
     DistributedDataParallel wraps this module, not the model, so every backbone call a strategy
@@ -105,7 +106,7 @@ class _LossModule(nn.Module):
     def terms(self, pred: Any, y: Any, x: Any) -> dict[str, torch.Tensor]:
         if self.loss_fn is not None:
             return _as_terms(self.loss_fn(pred, y), "loss_fn")
-        symmetric = _symmetric(self.model)
+        symmetric = symmetric_model(self.model)
         if symmetric is not None:
             return _as_terms(symmetric.loss(pred, y, x), f"{type(symmetric).__name__}.loss")
         return {"total": default_loss(pred, y)}
@@ -257,6 +258,12 @@ def fit(
     max_steps: int | None = None,
     grad_clip: float | None = None,
     ddp_kwargs: Mapping[str, Any] | None = None,
+    callbacks: Iterable[Any] = (),
+    overwrite: bool = False,
+    monitor: str | None = None,
+    monitor_mode: str = "auto",
+    accumulate_grad_batches: int = 1,
+    precision: str | None = None,
 ) -> History:
     """Train ``model`` and return its :class:`History`; the same script runs on one process or under
     ``torchrun --nproc_per_node=N``.
@@ -279,7 +286,10 @@ def fit(
         loss_fn: ``(pred, y) -> loss`` (a scalar tensor or a dict of named terms, with or without
             ``total``). It replaces the model's own ``loss``, auxiliary terms included.
         checkpoint_dir: where ``last.pt`` is written after every epoch (model, optimizer, scheduler,
-            epoch, step, history and random number generator states; rank 0 writes it).
+            epoch, step, history and random number generator states; rank 0 writes it), with ``best.pt``
+            (the weights of the epoch with the best ``monitor`` value, its epoch and record) and
+            ``history.csv`` beside it. A directory that already holds a ``last.pt`` is refused unless
+            ``resume`` or ``overwrite`` says what to do with it.
         resume: ``True``: continue from ``checkpoint_dir/last.pt``; ``"auto"``: the same when the file
             exists, else start afresh (for restarts under ``torchrun --max-restarts``); a path: that
             checkpoint. Continuing is exact at epoch boundaries: 2 epochs then 2 more give the weights of
@@ -296,6 +306,19 @@ def fit(
         grad_clip: clip the gradients' global norm to this value before each step.
         ddp_kwargs: keyword arguments of ``DistributedDataParallel`` (e.g.
             ``{"find_unused_parameters": True}`` for a model some of whose parameters get no gradient).
+        callbacks: objects with some of the methods of :class:`~symwrap.training.Callback`
+            (``on_fit_start``, ``on_step_end``, ``on_epoch_end``, ``on_fit_end``), called on rank 0 and the
+            others alike; :class:`~symwrap.training.EarlyStopping`, :class:`~symwrap.training.CSVLogger` and
+            :class:`~symwrap.training.TensorBoardLogger` are ready-made. One that sets
+            ``state.should_stop`` ends the run after the epoch.
+        overwrite: start afresh in a ``checkpoint_dir`` that already has a ``last.pt`` (replacing it).
+        monitor: the epoch-record key ``best.pt`` and :attr:`History.best` follow; ``None``: ``val_total``
+            with a validation loader, else ``train_total``.
+        monitor_mode: ``"min"``, ``"max"`` or ``"auto"`` (max for keys with ``accuracy``, else min).
+        accumulate_grad_batches: batches whose gradients are summed (each loss divided by this number) before
+            one optimizer step; a last, partial group at the end of an epoch still makes a step.
+        precision: ``None`` (float32), ``"bf16"`` (``torch.autocast`` with bfloat16, CPU or CUDA) or
+            ``"fp16"`` (float16 autocast with a gradient scaler; CUDA only).
 
     Distributed training: when ``torch.distributed`` is initialised, or the process was started by
     ``torchrun`` (then the process group is initialised here: ``nccl`` for a model on CUDA, ``gloo``
@@ -335,7 +358,16 @@ def fit(
     _check_positive_int("log_every", log_every, allow_none=True)
     if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
         raise ConfigError(f"grad_clip must be a positive number or None; got {grad_clip!r}")
+    _check_positive_int("accumulate_grad_batches", accumulate_grad_batches)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {sorted(PRECISIONS, key=str)}; got {precision!r}")
+    callbacks = list(callbacks)
     resume_from = _resume_path(resume, checkpoint_dir)
+    if resume_from is None and checkpoint_dir is not None and not overwrite:
+        existing = Path(checkpoint_dir) / ckpt.CHECKPOINT_FILE
+        if existing.is_file():
+            raise CheckpointError(f"{existing} already exists: pass resume=True to continue that run, or "
+                                  "overwrite=True to start afresh and replace it (or use another checkpoint_dir)")
     _check_loader(train_loader, "train_loader")
     if val_loader is not None:
         _check_loader(val_loader, "val_loader")
@@ -346,8 +378,11 @@ def fit(
     if context.enabled and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"precision='fp16' needs a CUDA device (a gradient scaler); on {device.type} use "
+                          "precision='bf16'")
     model.to(device)
-    symmetric = _symmetric(model)
+    symmetric = symmetric_model(model)
     inner = unwrap_model(model)
 
     optimizer = _build_optimizer(optimizer, model, lr)
@@ -363,7 +398,7 @@ def fit(
     if resume_from is not None:
         history, start_epoch, step = _resume(resume_from, inner, optimizer, scheduler, device, context, loaders)
 
-    loss_module = _LossModule(model, loss_fn)
+    loss_module = LossModule(model, loss_fn)
     if context.enabled:
         ddp_args = dict(ddp_kwargs or {})
         if device.type == "cuda":
@@ -372,6 +407,12 @@ def fit(
     else:
         trainer = loss_module
     show = progress and context.is_main
+    history.monitor = monitor if monitor is not None else ("val_total" if val_loader is not None else "train_total")
+    history.monitor_mode = callbacks_lib.monitor_mode(history.monitor, monitor_mode)
+    autocast = _autocast(precision, device)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    state = callbacks_lib.FitState(model=model, optimizer=optimizer, history=history, epoch=start_epoch, step=step)
+    callbacks_lib.call(callbacks, "on_fit_start", state)
 
     for epoch in range(start_epoch, epochs):
         if max_steps is not None and step >= max_steps:
@@ -381,27 +422,45 @@ def fit(
         model.train()
         epoch_meter, window = _Meter(), _Meter()
         first_x, batches = None, 0
+        state.epoch = epoch + 1
         bar = progress_bar(train_loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not show, unit="batch",
-                   dynamic_ncols=True, total=_length(train_loader))
+                           dynamic_ncols=True, total=_length(train_loader))
+        pending = 0  # batches whose gradients wait for the next optimizer step
         for batch in bar:
             batches += 1
             x, y = split_batch(move_to(batch, device))
             if first_x is None:
                 first_x = x
-            terms = trainer(x, y)
-            optimizer_step(optimizer, terms["total"], grad_clip=grad_clip, parameters=model.parameters(),
-                           scheduler=scheduler)
-            step += 1
+            if pending == 0:
+                optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                terms = trainer(x, y)
+            _backward(terms["total"] / accumulate_grad_batches, scaler)
+            pending += 1
             epoch_meter.add(terms)
             window.add(terms)
+            if pending < accumulate_grad_batches:
+                continue
+            pending = 0
+            step += 1
+            _apply_gradients(optimizer, model, grad_clip, scheduler, scaler)
+            state.step = step
             if log_every is not None and step % log_every == 0:
                 record = {"epoch": epoch + 1, "step": step, "lr": _lr(optimizer),
                           **window.means(context, "train_")}
                 history.steps.append(record)
                 window = _Meter()
                 bar.set_postfix(_short(record), refresh=False)
+            elif step == 1 and show:  # the loss is in the bar from the first step on
+                bar.set_postfix({"train_total": f"{float(terms['total'].detach()):.4g}"}, refresh=False)
+            callbacks_lib.call(callbacks, "on_step_end", {k: v.detach() for k, v in terms.items()}, state)
             if max_steps is not None and step >= max_steps:
                 break
+        if pending:
+            step += 1
+            _apply_gradients(optimizer, model, grad_clip, scheduler, scaler)
+            state.step = step
+            callbacks_lib.call(callbacks, "on_step_end", {k: v.detach() for k, v in terms.items()}, state)
         bar.close()
         if not batches:
             raise _no_batches("train_loader", epoch, start_epoch)
@@ -410,7 +469,8 @@ def fit(
                                     **epoch_meter.means(context, "train_")}
         with _forked_rng(device):
             if val_loader is not None:
-                val_record, first_val_x = _validate(loss_module, val_loader, device, context, show)
+                with autocast:
+                    val_record, first_val_x = _validate(loss_module, val_loader, device, context, show)
                 if not val_record:
                     raise _no_batches("val_loader", epoch, start_epoch)
                 record.update(val_record)
@@ -446,8 +506,62 @@ def fit(
                     "history": history.to_dict(),
                     "rng": rng_states,
                 })
+                _save_best(checkpoint_dir, inner, history, record, epoch, step)
+                callbacks_lib.write_history_csv(history, Path(checkpoint_dir) / "history.csv")
             distributed.barrier(context)
+        callbacks_lib.call(callbacks, "on_epoch_end", record, state)
+        if state.should_stop:
+            if context.is_main:
+                logger.info("stopping after epoch %d of %d: a callback asked to", epoch + 1, epochs)
+            break
+    callbacks_lib.call(callbacks, "on_fit_end", state)
     return history
+
+
+PRECISIONS = (None, "32", "bf16", "fp16")
+
+
+def _autocast(precision: str | None, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context of ``precision`` (a no-op for float32)."""
+    if precision in (None, "32"):
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _backward(loss: torch.Tensor, scaler: Any) -> None:
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+
+def _apply_gradients(optimizer: Optimizer, model: nn.Module, grad_clip: float | None, scheduler: Any,
+                     scaler: Any) -> None:
+    """Clip (after unscaling), step the optimizer (through the scaler under fp16), then the scheduler."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
+        scheduler.step()
+
+
+def _save_best(directory: str | Path, model: nn.Module, history: History, record: Mapping[str, float],
+               epoch: int, step: int) -> None:
+    """Write ``best.pt`` when this epoch's monitored value is the best so far."""
+    key = history.monitor
+    value = callbacks_lib.record_value(record, key, "fit(monitor=...)")
+    earlier = [r[key] for r in history.epochs[:-1] if key in r and not math.isnan(r[key])]
+    best = None if not earlier else (min(earlier) if history.monitor_mode == "min" else max(earlier))
+    if callbacks_lib.improved(value, best, history.monitor_mode):
+        torch.save({"model": model.state_dict(), "epoch": epoch + 1, "step": step, "monitor": key,
+                    "value": value, "record": dict(record)}, Path(directory) / BEST_FILE)
+
+
+BEST_FILE = "best.pt"
 
 
 def _resume(path: Path, model: nn.Module, optimizer: Optimizer, scheduler: Any, device: torch.device,
@@ -529,7 +643,7 @@ def _short(record: Mapping[str, float]) -> dict[str, str]:
     return {k: f"{v:.4g}" for k, v in record.items() if k not in ("epoch", "step", "time")}
 
 
-def _validate(loss_module: _LossModule, loader: Iterable[Any], device: torch.device,
+def _validate(loss_module: LossModule, loader: Iterable[Any], device: torch.device,
               context: distributed.DistributedContext, show: bool) -> tuple[dict[str, float], Any]:
     """Mean validation terms (per sample), accuracy for integer labels, and the first batch's input."""
 
@@ -547,14 +661,14 @@ def _validate(loss_module: _LossModule, loader: Iterable[Any], device: torch.dev
                 terms, pred = loss_module(x, y, return_prediction=True)
                 n = _batch_size(y)
                 meter.add(terms, weight=n)
-                if _is_classification(pred, y):
+                if is_classification(pred, y):
                     meter.add_value("accuracy", (pred.argmax(-1) == y).sum(), y.numel())
     finally:
         model.train(was_training)
     return meter.means(context, "val_"), first_x
 
 
-def _is_classification(pred: Any, y: Any) -> bool:
+def is_classification(pred: Any, y: Any) -> bool:
     return (isinstance(pred, torch.Tensor) and isinstance(y, torch.Tensor) and not torch.is_floating_point(y)
             and torch.is_floating_point(pred) and pred.ndim == y.ndim + 1)
 
@@ -571,11 +685,11 @@ def _equivariance(model: SymmetricModel, x: Any, device: torch.device,
         if x is not None:
             # several groups (REMUL): each one, and the first one listed as the run's headline number
             first = next(iter(model.groups))
-            values["equivariance_error"] = model.equivariance_error(x, generator=_seeded(device), group=first)
+            values["equivariance_error"] = model.equivariance_error(x, generator=seeded_generator(device), group=first)
             if len(model.groups) > 1:
                 for name in model.groups:
-                    values[f"equivariance_error_{name}"] = model.equivariance_error(x, generator=_seeded(device),
-                                                                                    group=name)
+                    values[f"equivariance_error_{name}"] = model.equivariance_error(
+                        x, generator=seeded_generator(device), group=name)
     finally:
         model.train(was_training)
     if not context.enabled:
@@ -590,7 +704,7 @@ def _equivariance(model: SymmetricModel, x: Any, device: torch.device,
     return {n: t / c for n, t, c in zip(names, reduced[:len(names)], reduced[len(names):]) if c}
 
 
-def _seeded(device: torch.device, seed: int = 0) -> torch.Generator:
+def seeded_generator(device: torch.device, seed: int = 0) -> torch.Generator:
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     return generator
