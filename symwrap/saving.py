@@ -5,7 +5,9 @@ A saved model is a folder with two files that belong together:
 * ``symwrap_config.json``: the strategy, group, actions and config fields that rebuild the model around a
   backbone, the format version, the symwrap version, the backbone's class, and the size and SHA-256 of
   the weights file (so a config never silently pairs with the weights of another save);
-* ``model.safetensors``: every tensor of the model's ``state_dict``, contiguous and un-shared.
+* ``model.safetensors``: every tensor of the model's ``state_dict``, contiguous and un-shared; or, for a save
+  with ``trainable_only=True`` (recorded in the config), only the tensors of :func:`trainable_keys`: the
+  parameters that require gradients and the strategy's own modules, not the frozen backbone.
 
 A save is atomic: both files are written into a temporary folder inside the target and moved into place
 only once both are complete, so a save that fails part-way leaves a previous save untouched and no
@@ -45,6 +47,8 @@ __all__ = [
     "read_description",
     "read_weights",
     "save_model",
+    "state_layout",
+    "trainable_keys",
     "upgrade_config_fields",
 ]
 
@@ -79,12 +83,12 @@ def check_save_target(directory: str | Path, overwrite: bool = False) -> Path:
     return directory
 
 
-def describe(model: nn.Module) -> dict[str, Any]:
+def describe(model: nn.Module, trainable_only: bool = False) -> dict[str, Any]:
     """What ``symwrap_config.json`` holds besides the weights' fingerprint."""
     from . import __version__
 
     backbone = getattr(model, "backbone", None)
-    return {
+    description = {
         "format_version": FORMAT_VERSION,
         "symwrap_version": __version__,
         "strategy": model.config.strategy,
@@ -94,6 +98,19 @@ def describe(model: nn.Module) -> dict[str, Any]:
         "config": model.config.to_dict(),
         "backbone": _class_name(backbone) if backbone is not None else None,
     }
+    if trainable_only:  # the file holds trainable_keys() only: load() fills the rest from the backbone given
+        description["trainable_only"] = True
+        with training_mode(model):
+            description["layout"] = state_layout(model.state_dict())
+    return description
+
+
+def state_layout(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The number of tensors of a ``state_dict`` and the SHA-256 of its names and shapes: what a
+    ``trainable_only`` save records so that :func:`symwrap.load` can tell the model it fills is built the same
+    way (the same base model, the same adapter) without holding the frozen tensors."""
+    lines = "\n".join(f"{key}:{tuple(tensor.shape)}" for key, tensor in sorted(state.items()))
+    return {"tensors": len(state), "sha256": hashlib.sha256(lines.encode()).hexdigest()}
 
 
 def _class_name(module: Any) -> str:
@@ -128,11 +145,31 @@ def restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
             module.train(training)
 
 
-def tensors_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The ``state_dict`` (in training mode) as independent contiguous CPU tensors (safetensors refuses
-    tensors that share memory and views that span non-contiguous memory, which escnn's buffers are)."""
+def trainable_keys(model: nn.Module) -> set[str]:
+    """The ``state_dict`` keys (in the model's current mode) that a ``trainable_only`` save holds: every
+    parameter that requires gradients, and every tensor that is not the backbone's (the strategy's own
+    networks, trained or not, and their buffers). Left out: the frozen parameters and the buffers of the backbone,
+    which a fresh backbone of the same base gives back."""
+    state = model.state_dict(keep_vars=True)
+    backbone = getattr(model, "backbone", None)
+    frozen = {id(t) for t in backbone.state_dict(keep_vars=True).values()} if isinstance(backbone, nn.Module) \
+        else set()
+    return {key for key, tensor in state.items()
+            if id(tensor) not in frozen or (isinstance(tensor, nn.Parameter) and tensor.requires_grad)}
+
+
+def tensors_to_save(model: nn.Module, trainable_only: bool = False) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` (in training mode; only :func:`trainable_keys` with ``trainable_only``) as independent
+    contiguous CPU tensors (safetensors refuses tensors that share memory and views that span non-contiguous
+    memory, which escnn's buffers are)."""
     with training_mode(model):
         state = model.state_dict()
+        if trainable_only:
+            keys = trainable_keys(model)
+            state = {key: tensor for key, tensor in state.items() if key in keys}
+    if trainable_only and not state:
+        raise SaveError(f"save_pretrained(trainable_only=True): {type(model).__name__} has no trainable tensor and "
+                        "no module of its own; save everything with save_pretrained(directory)")
     tensors = {}
     for name, tensor in state.items():
         if nn.parameter.is_lazy(tensor):
@@ -153,12 +190,12 @@ def _fingerprint(data: bytes) -> dict[str, Any]:
     return {"file": WEIGHTS_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def _serialise(model: nn.Module) -> tuple[bytes, str]:
+def _serialise(model: nn.Module, trainable_only: bool = False) -> tuple[bytes, str]:
     """The weights file's bytes and the config file's text, built before anything touches the disk."""
     from safetensors.torch import save
 
-    data = save(tensors_to_save(model), metadata={"format": "pt"})
-    description = {**describe(model), "weights": _fingerprint(data)}
+    data = save(tensors_to_save(model, trainable_only), metadata={"format": "pt"})
+    description = {**describe(model, trainable_only), "weights": _fingerprint(data)}
     try:
         text = json.dumps(description, indent=2)
     except (TypeError, ValueError) as error:
@@ -176,15 +213,21 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(file.fileno())
 
 
-def save_model(model: nn.Module, directory: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``model``'s config and weights to ``directory`` atomically (see the module docstring).
+def save_model(model: nn.Module, directory: str | Path, *, overwrite: bool = False, trainable_only: bool = False,
+               safe_serialization: bool = True) -> Path:
+    """Write ``model``'s config and weights to ``directory`` atomically (see the module docstring); with
+    ``trainable_only``, only the tensors of :func:`trainable_keys`.
 
     Raises:
         SaveError: ``directory`` holds a saved model and ``overwrite`` is false, is a file, cannot be
-            written; the model has lazy or meta parameters; its config does not fit in JSON.
+            written; the model has lazy or meta parameters; its config does not fit in JSON;
+            ``trainable_only`` and nothing is trainable; ``safe_serialization=False``.
     """
+    if not safe_serialization:
+        raise SaveError("symwrap saves weights as safetensors only; safe_serialization=False (pickled "
+                        "pytorch_model.bin) is not supported: leave safe_serialization=True")
     directory = check_save_target(directory, overwrite)
-    data, text = _serialise(model)
+    data, text = _serialise(model, trainable_only)
     created = not directory.exists()
     staging: Path | None = None
     try:
@@ -396,21 +439,24 @@ def apply_weights(model: nn.Module, tensors: Mapping[str, torch.Tensor], directo
                           f"({', '.join(meta[:_LISTED])}); build the backbone on a real device (or call "
                           "backbone.to_empty(device='cpu')) before symwrap.load")
     file = str(Path(directory) / WEIGHTS_FILE)
+    partial = bool(description.get("trainable_only"))
     modes = [(module, module.training) for module in model.modules()]
     try:
-        problems = _fit_mode(model, tensors)
+        problems = _fit_partial(model, tensors, description.get("layout")) if partial else _fit_mode(model, tensors)
         if problems:
             saved = description.get("backbone")
             given = _class_name(getattr(model, "backbone", model))
             around = f"The save was made around a {saved}, the backbone given is a {given}" if saved else \
                 f"The backbone given is a {given}"
+            hint = " (a trainable_only save: the same base model, made trainable the same way, e.g. the same " \
+                "peft LoraConfig)" if partial else ""
             raise WeightLoadingError(
                 f"the weights in {file!r} do not fit the model built around the backbone given: "
                 f"{'; '.join(problems)}. {around}: build the backbone (and any module passed to symwrap.load) with "
-                "the same architecture and settings as when the model was saved"
+                f"the same architecture and settings as when the model was saved{hint}"
             )
         try:
-            model.load_state_dict(dict(tensors), strict=True)
+            model.load_state_dict(dict(tensors), strict=not partial)
         except RuntimeError as error:
             raise WeightLoadingError(f"the weights in {file!r} could not be copied into the model: {error}") \
                 from error
@@ -429,6 +475,22 @@ def _fit_mode(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> list[str
         if not describe_mismatches(model.state_dict(), tensors):
             return []
         model.train(True)
+    return problems
+
+
+def _fit_partial(model: nn.Module, tensors: Mapping[str, torch.Tensor], layout: Any) -> list[str]:
+    """The mismatches of a ``trainable_only`` save against ``model`` (in training mode, as it was saved): the
+    model must have the recorded :func:`state_layout` (the same tensors, frozen or not), and every tensor of the
+    file must fit one of it. When the layout differs, the problems name the trainable tensors of ``model`` the file
+    lacks and the file's tensors ``model`` lacks or shapes otherwise."""
+    model.train(True)
+    state = model.state_dict()
+    problems = describe_mismatches({key: state[key] for key in tensors if key in state}, tensors)
+    if isinstance(layout, Mapping) and state_layout(state) != dict(layout):
+        keys = trainable_keys(model)
+        problems = describe_mismatches({k: v for k, v in state.items() if k in keys or k in tensors}, tensors)
+        problems.append(f"the model built has {len(state)} tensors and the saved one had {layout.get('tensors')} "
+                        "(their names and shapes differ)")
     return problems
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from .actions import ActionSpec, get_action
 from .backbones import adapt_backbone
-from .errors import ConfigError, IncompatibleGroupError, ModelFileError
+from .errors import ConfigError, IncompatibleGroupError, ModelFileError, SymwrapError
 from .groups import Group, get_group
 from .saving import upgrade_config_fields
 from .strategies import StrategyConfig, SymmetricModel, get_strategy
@@ -165,13 +165,22 @@ def load(directory: str | Path, backbone: nn.Module | None = None, **modules: nn
     modules besides the backbone (``canonicalizer_network=``) take them again here.
     ``SymmetricModel.from_pretrained(backbone, directory)`` is the same in peft's argument order.
 
+    Without ``backbone``, the run folder of ``symwrap train`` rebuilds it (and the other modules not given) from
+    the spec its ``train_config.yaml`` records (a timm / Hugging Face / torchvision name or a class, with its
+    options; its pretrained weights only for a ``trainable_only`` save, whose file lacks the frozen backbone).
+    A save made with ``save_pretrained(directory, trainable_only=True)`` fills only the tensors it holds; the
+    rest come from ``backbone``, which must be the same base model made trainable the same way.
+
     Raises:
         ModelFileError: the folder, ``symwrap_config.json`` or ``model.safetensors`` is missing, empty,
             truncated, corrupt or incomplete; the config names a strategy, group or action that is not
-            registered, or has invalid fields; or the two files come from different saves.
+            registered, or has invalid fields; or the two files come from different saves; or, without
+            ``backbone``, the one ``train_config.yaml`` records cannot be rebuilt (a library or a weights file
+            missing, an unknown model name).
         WeightLoadingError: the weights do not fit the model built around ``backbone`` (the message lists
             the missing, unexpected and wrongly shaped keys).
-        ConfigError: a module keyword this strategy does not take.
+        ConfigError: a module keyword this strategy does not take; no ``backbone`` and no ``train_config.yaml``
+            in ``directory`` (or one that does not validate).
     """
     from .saving import CONFIG_FILE as SAVED_CONFIG
     from .saving import apply_weights, read_description, read_weights, rebuild_arguments
@@ -179,10 +188,9 @@ def load(directory: str | Path, backbone: nn.Module | None = None, **modules: nn
     if isinstance(directory, nn.Module) and isinstance(backbone, (str, Path)):
         raise ConfigError("symwrap.load takes (directory, backbone); got the backbone first. Use "
                           "symwrap.load(directory, backbone) or SymmetricModel.from_pretrained(backbone, directory)")
-    if backbone is None:
-        raise ConfigError(f"symwrap.load({str(directory)!r}) needs the backbone the model was saved around: "
-                          "pass backbone= (an instance of the same architecture; its weights are overwritten)")
     description = read_description(directory)
+    if backbone is None:
+        backbone, modules = _recorded_modules(Path(directory), modules, bool(description.get("trainable_only")))
     arguments = rebuild_arguments(description, directory)
     tensors = read_weights(directory, description)
     strategy_class = get_strategy(arguments["strategy"])
@@ -198,3 +206,30 @@ def load(directory: str | Path, backbone: nn.Module | None = None, **modules: nn
                              f"around the backbone given: {error}") from error
     apply_weights(model, tensors, directory, description)
     return model
+
+
+def _recorded_modules(directory: Path, modules: dict[str, nn.Module],
+                      pretrained: bool) -> tuple[nn.Module, dict[str, nn.Module]]:
+    """The backbone, and the modules not in ``modules``, built from the specs the ``train_config.yaml`` of a
+    ``symwrap train`` run folder records; their pretrained weights only when ``pretrained``."""
+    from .experiment import CONFIG_COPY, build_backbone, read_config
+
+    path = directory / CONFIG_COPY
+    if not path.is_file():
+        raise ConfigError(
+            f"symwrap.load({str(directory)!r}) needs the backbone the model was saved around, and the folder records "
+            f"none (no {CONFIG_COPY}, which 'symwrap train' writes): pass backbone= (an instance of the same "
+            "architecture; its weights are overwritten)"
+        )
+    config = read_config(path)
+    try:
+        backbone = build_backbone(config.backbone, load_weights=pretrained)
+        built = {name: build_backbone(spec, load_weights=pretrained, where=f"modules.{name}")
+                 for name, spec in config.modules.items() if name not in modules}
+    except (SymwrapError, ImportError, OSError, TypeError, ValueError) as error:
+        raise ModelFileError(
+            f"cannot rebuild the backbone that {str(path)!r} records ({config.backbone.name!r}): "
+            f"{type(error).__name__}: {error}. Install what it needs or restore its files, or build it yourself and "
+            f"pass it: symwrap.load({str(directory)!r}, backbone)"
+        ) from error
+    return backbone, {**built, **modules}

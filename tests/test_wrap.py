@@ -117,3 +117,22 @@ def test_every_strategy_class_is_named_after_its_registry_name():
 
 def test_get_strategy_is_exported():
     assert "get_strategy" in symwrap.__all__ and symwrap.get_strategy("Frames") is symwrap.strategies.Frames
+
+
+def test_summary_and_print_trainable_parameters_count_the_backbone_and_the_strategys_modules(capsys):
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+    model = symwrap.wrap(cnn, group="C4", strategy="canonicalization", input="image", output="invariant")
+    for parameter in cnn[0].parameters():
+        parameter.requires_grad_(False)
+    frozen = sum(p.numel() for p in cnn[0].parameters())
+    backbone = sum(p.numel() for p in cnn.parameters())
+    canonicalizer = sum(p.numel() for p in model.canonicalizer.parameters())
+    total = backbone + canonicalizer
+    model.print_trainable_parameters()
+    share = 100 * (total - frozen) / total
+    assert capsys.readouterr().out == (f"trainable params: {total - frozen:,d} || all params: {total:,d} || "
+                                       f"trainable%: {share:.4f}\n")
+    rows = {line.split()[0]: line.split()[-2:] for line in model.summary().splitlines()[2:] if line[0] != "-"}
+    assert rows["backbone"] == [f"{backbone - frozen:,d}", f"{backbone:,d}"]
+    assert rows["canonicalizer"] == [f"{canonicalizer:,d}", f"{canonicalizer:,d}"]
+    assert rows["total"] == [f"{total - frozen:,d}", f"{total:,d}"]

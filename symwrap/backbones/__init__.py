@@ -2,7 +2,8 @@
 
 * :func:`adapt_backbone` (what :func:`symwrap.wrap` calls) puts an adapter around
   models that need one: :class:`OutputAdapter` for Hugging Face ``ModelOutput``,
-  :class:`PyGAdapter` for torch_geometric models that take ``(x, edge_index, batch)``.
+  :class:`PyGAdapter` for torch_geometric models that take ``(x, edge_index, batch)``; a peft
+  model is read through to the model it adapts (:func:`base_model`).
 * :func:`load_backbone` builds a timm / Hugging Face / torchvision model and loads its
   weights from a local file or directory (or a hub when online).
 """
@@ -12,6 +13,7 @@ from .adapters import (
     OutputAdapter,
     PyGAdapter,
     adapt_backbone,
+    base_model,
     is_pyg_model,
     needs_adapter,
     select_output,
@@ -33,6 +35,7 @@ __all__ = [
     "OutputAdapter",
     "PyGAdapter",
     "adapt_backbone",
+    "base_model",
     "is_pyg_model",
     "load_backbone",
     "load_weights",

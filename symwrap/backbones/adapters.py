@@ -5,7 +5,9 @@ Strategies only ever see what :func:`adapt_backbone` returns:
 * a model that already maps tensors to tensors (timm, torchvision, your own
   ``nn.Module``) is returned as it is;
 * a Hugging Face model returns a ``ModelOutput``: an :class:`OutputAdapter` reads its
-  ``logits`` (or, for base models, its ``last_hidden_state``);
+  ``logits`` (or, for base models, its ``last_hidden_state``); so does a peft model
+  (``get_peft_model(hf_model, LoraConfig(...))``) around one, which is read through to the
+  model it adapts (:func:`base_model`);
 * a torch_geometric model takes tensors (``x, edge_index, batch, ...``) while the
   ``"graph"`` action hands the backbone a PyG ``Data``/``Batch``: a :class:`PyGAdapter`
   unpacks the graph into the arguments the model's ``forward`` names.
@@ -31,6 +33,7 @@ __all__ = [
     "PyGAdapter",
     "adapt_backbone",
     "backbone_name",
+    "base_model",
     "is_pyg_model",
     "needs_adapter",
     "select_output",
@@ -105,6 +108,9 @@ class OutputAdapter(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return select_output(self.model(*args, **kwargs), self.key)
 
+    def __getattr__(self, name: str) -> Any:
+        return _forwarded(self, name)
+
 
 def _forward_parameters(model: nn.Module) -> dict[str, inspect.Parameter]:
     """The named parameters of ``model.forward`` (no ``*args`` / ``**kwargs``); empty when it has no signature."""
@@ -166,7 +172,7 @@ class PyGAdapter(nn.Module):
         self.readout = readout
         self.arguments: dict[str, str] = {}
         self.required: set[str] = set()
-        parameters = _forward_parameters(model)
+        parameters = _forward_parameters(base_model(model))
         given = dict(arguments or {})
         unknown = sorted(set(given) - set(parameters))
         if unknown and parameters:
@@ -230,6 +236,20 @@ class PyGAdapter(nn.Module):
         fields = ", ".join(f"{name}=data.{field}" for name, field in self.arguments.items())
         return f"arguments=({fields}), readout={self.readout!r}"
 
+    def __getattr__(self, name: str) -> Any:
+        return _forwarded(self, name)
+
+
+def _forwarded(adapter: nn.Module, name: str) -> Any:
+    """An attribute of the adapter, else of the user's model inside it (as peft's ``PeftModel`` forwards to the
+    model it adapts): ``model.backbone.save_pretrained(...)``, ``model.backbone.config`` reach the user's model."""
+    try:
+        return nn.Module.__getattr__(adapter, name)
+    except AttributeError:
+        if name == "model":  # not built yet (inside __init__, or while unpickling)
+            raise
+    return getattr(nn.Module.__getattr__(adapter, "model"), name)
+
 
 def _single_graph_batch(data: Any) -> torch.Tensor:
     """The ``batch`` vector of a single graph (all zeros), on the device of its ``edge_index``."""
@@ -245,8 +265,25 @@ def _pool(readout: str) -> Any:
     return lambda values, batch, size: pool(values, batch, size=size)
 
 
+def base_model(model: Any) -> Any:
+    """The model a peft wrapper adapts (``PeftModel.get_base_model()``, the ``model`` of a tuner such as
+    ``LoraModel``), through any number of them; any other model as it is. peft is never imported here: a peft
+    model is recognised by the module its class comes from."""
+    while isinstance(model, nn.Module) and type(model).__module__.startswith("peft."):
+        if callable(getattr(model, "get_base_model", None)):
+            inner = model.get_base_model()
+        else:
+            inner = model.__dict__.get("_modules", {}).get("model")
+        if not isinstance(inner, nn.Module) or inner is model:
+            break
+        model = inner
+    return model
+
+
 def needs_adapter(model: nn.Module) -> bool:
-    """Whether a model returns something other than plain tensors (Hugging Face models return ``ModelOutput``)."""
+    """Whether a model returns something other than plain tensors (Hugging Face models return ``ModelOutput``;
+    so does a peft model around one)."""
+    model = base_model(model)
     if type(model).__module__.startswith("transformers."):
         return True
     transformers = sys.modules.get("transformers")  # a user's subclass lives in their module; never import it here
@@ -261,6 +298,7 @@ def is_pyg_model(model: nn.Module) -> bool:
     ``torch_geometric`` and its ``forward`` has a ``pos`` parameter (SchNet, DimeNet).
     A model whose ``forward`` takes the ``Data``/``Batch`` itself is not one.
     """
+    model = base_model(model)
     names = set(_forward_parameters(model))
     if "edge_index" in names:
         return True
@@ -274,7 +312,8 @@ def backbone_name(module: Any) -> str:
     elif isinstance(module, _CallableModule):
         module = module.fn
     if isinstance(module, nn.Module):
-        return type(module).__name__
+        inner = base_model(module)
+        return type(module).__name__ + (f"({type(inner).__name__})" if inner is not module else "")
     return getattr(module, "__name__", type(module).__name__)
 
 

@@ -19,6 +19,7 @@ from ..saving import CONFIG_FILE, WEIGHTS_FILE  # noqa: F401  (the names were de
 from ..steps import default_task_loss
 from .checks import check_backbone_output, check_target
 from .fields import check_field_types
+from .keywords import keyword_forward
 
 
 @dataclasses.dataclass
@@ -111,6 +112,13 @@ class SymmetricModel(nn.Module):
     #: the config field that takes per-group weights when ``wrap()`` gets a dict of groups;
     #: ``None`` for strategies that take one group only
     group_weights_field: ClassVar[str | None] = None
+    #: read by ``transformers.Trainer``: ``forward`` takes no loss keywords (``num_items_in_batch``)
+    accepts_loss_kwargs: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__:  # Hugging Face's keywords (pixel_values=, labels=) on every strategy
+            cls.forward = keyword_forward(cls.__dict__["forward"])
 
     def __init__(
         self,
@@ -216,10 +224,31 @@ class SymmetricModel(nn.Module):
             raise ConfigError(f"group {name!r} is not one of this model's groups {list(self.groups)}")
         return self.groups[name]
 
+    # --- what it is made of ----------------------------------------------------------------------
+    def print_trainable_parameters(self) -> None:
+        """Print ``trainable params: N || all params: M || trainable%: P`` (peft's line), counting the backbone
+        and the strategy's own modules."""
+        from ..summary import trainable_parameters_line
+
+        print(trainable_parameters_line(self))
+
+    def summary(self) -> str:
+        """A table of the backbone and each of the strategy's modules (class, trainable and total parameters),
+        then the totals."""
+        from ..summary import summary
+
+        return summary(self)
+
     # --- saving --------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, *, overwrite: bool = False) -> None:
+    def save_pretrained(self, directory: str | Path, *, overwrite: bool = False, trainable_only: bool = False,
+                        safe_serialization: bool = True) -> None:
         """Write ``symwrap_config.json`` (strategy, group, actions, config, and the size and SHA-256 of the
         weights) and the weights as ``model.safetensors`` to ``directory``; :func:`symwrap.load` reads them back.
+
+        ``trainable_only=True`` writes only what training changes: the parameters that require gradients (the
+        LoRA matrices of a peft backbone) and every tensor of the strategy's own modules, not the frozen
+        backbone; :func:`symwrap.load` puts them back onto a fresh wrap of the same base model.
+        ``safe_serialization`` is Hugging Face's keyword: the weights are always safetensors.
 
         The save is atomic: both files are written to a temporary folder inside ``directory`` and moved into
         place together, so a save that fails leaves a previous one untouched. Other files in ``directory``
@@ -228,11 +257,12 @@ class SymmetricModel(nn.Module):
         Raises:
             SaveError: ``directory`` already holds a saved model and ``overwrite`` is false (pass
                 ``overwrite=True`` to replace it), or it cannot be written, or the model has lazy parameters
-                that no forward pass has initialised yet.
+                that no forward pass has initialised yet; ``safe_serialization=False`` (not supported).
         """
         from ..saving import save_model
 
-        save_model(self, directory, overwrite=overwrite)
+        save_model(self, directory, overwrite=overwrite, trainable_only=trainable_only,
+                   safe_serialization=safe_serialization)
 
     @classmethod
     def from_pretrained(cls, backbone: nn.Module, directory: str | Path, **modules: nn.Module) -> SymmetricModel:
