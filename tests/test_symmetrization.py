@@ -1,3 +1,4 @@
+import json
 import re
 import sys
 import warnings
@@ -611,7 +612,7 @@ def test_dihedral_symmetrization_trains_the_interface_and_averages_over_samples(
     ("noise_diffusion_steps", -1, "noise_diffusion_steps must be >= 0; got -1"),
     ("in_features", -1, "in_features must be >= 0; got -1"),
     ("gradient", "reinforce", r"gradient must be one of \('straight_through', 'none'\); got 'reinforce'"),
-    ("hidden", 2.0, r"SymmetrizationConfig.hidden must be an integer; got 2.0 \(float\)"),
+    ("hidden", 2.0, r"SymmetrizationConfig.hidden must be an integer or None; got 2.0 \(float\)"),
 ])
 def test_symmetrization_config_ranges_name_the_field(field, value, message):
     from symwrap.strategies.symmetrization import SymmetrizationConfig
@@ -770,3 +771,125 @@ def test_the_finite_interface_samples_the_softmax_of_its_scores_over_the_tempera
     with torch.no_grad():
         repeated = model.sample(x[:8], k=2, generator=torch.Generator().manual_seed(1))[2].elements
     assert repeated.shape[0] == 16 and len(set(group.index(repeated).tolist())) > 1
+
+
+# --- the deterministic evaluation mode, and the cost of the default image interface ---------------------------------
+def c4_image_model(**config):
+    pytest.importorskip("escnn")
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LazyLinear(3))
+    backbone(torch.zeros(1, 1, 24, 24))
+    return symwrap.wrap(backbone, group="C4", strategy="symmetrization", input="image", output="invariant",
+                        **config)
+
+
+def test_mode_evaluation_is_deterministic_and_exactly_invariant_on_images():
+    model = c4_image_model(num_samples_eval=1, eval_sampling="mode").eval()
+    x = torch.randn(8, 1, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        first = model(x)
+        assert torch.equal(first, model(x))  # no noise: the same prediction call after call
+        turned = model(torch.rot90(x, 1, dims=(-2, -1)))
+    # the arg-max element turns with the image, so the backbone sees the very same pixels
+    assert torch.allclose(turned, first, atol=1e-6)
+    assert model.equivariance_error(x) <= 1e-5
+    sampled = c4_image_model(num_samples_eval=1).eval()
+    with torch.no_grad():
+        assert not all(torch.equal(sampled(x), sampled(x)) for _ in range(3))  # the random mode draws
+
+
+def test_mode_evaluation_uses_the_arg_max_of_the_scores_and_training_still_samples():
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    model = symwrap.wrap(backbone, group="C4", strategy="symmetrization", input="image", output="invariant",
+                         in_channels=1, interface_network=None, num_samples_eval=1, eval_sampling="mode")
+    model.interface.network = FixedLogits([0.1, 0.2, 0.6, 0.1])
+    x = torch.randn(5, 1, 4, 4)
+    elements = model.sample(x, mode=True)[2].elements
+    assert torch.equal(elements, torch.full((5,), 2))
+    drawn = torch.cat([model.sample(x, 8, generator=torch.Generator().manual_seed(s))[2].elements for s in range(4)])
+    assert len(set(drawn.tolist())) > 1  # sampling still draws from the softmax
+
+
+@pytest.mark.parametrize("make", [rotation_model, product_model], ids=["rotation", "product"])
+def test_mode_evaluation_of_point_interfaces_is_deterministic_and_exactly_equivariant(make):
+    model = make(num_samples_eval=1, eval_sampling="mode", noise_dim=1).double().eval()
+    if make is product_model:  # the order's head starts at zero (every member tied: no unique mode): train it a bit
+        with torch.no_grad():
+            model.interface.permutation.network.head[-1].weight.normal_(generator=torch.Generator().manual_seed(1))
+    x = torch.randn(5, 6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+    # float64 (no tied scores, no degenerate frames): the noise-free element moves with the input
+    assert model.equivariance_error(x) <= 1e-9
+
+
+def test_mode_evaluation_needs_one_sample_and_an_interface_that_has_a_mode():
+    with pytest.raises(ConfigError, match=r"needs num_samples_eval=1; got num_samples_eval=8"):
+        rotation_model(eval_sampling="mode")
+    with pytest.raises(ConfigError, match=r"eval_sampling must be one of \('random', 'mode'\); got 'argmax'"):
+        rotation_model(eval_sampling="argmax", num_samples_eval=1)
+
+    class NoMode(nn.Module):
+        def forward(self, action, group, x, generator=None, noise=None):
+            raise AssertionError("not called")
+
+    with pytest.raises(ConfigError, match="NoMode takes no mode= argument"):
+        rotation_model(eval_sampling="mode", num_samples_eval=1, interface_network=NoMode())
+
+
+def test_the_image_interface_reads_small_images_and_records_its_width():
+    model = c4_image_model()
+    sizes = []
+    model.interface.network.register_forward_hook(lambda _m, inputs, _o: sizes.append(tuple(inputs[0].shape)))
+    x = torch.randn(3, 1, 24, 24)
+    with torch.no_grad():
+        model.eval()(x)
+        full = c4_image_model(interface_image_size=None)
+        full.interface.network.register_forward_hook(lambda _m, inputs, _o: sizes.append(tuple(inputs[0].shape)))
+        full.eval()(x)
+        model.sample(torch.randn(3, 1, 12, 12))  # smaller than the interface size: never enlarged
+    assert sizes == [(3, 1, 16, 16), (3, 1, 24, 24), (3, 1, 12, 12)]
+    assert model.config.hidden == 8 and model.config.interface_image_size == 16
+    assert model.interface.network.blocks[0].out_type.size == 8 * 4  # 8 regular C4 fields
+    assert graph_model().config.hidden == 64 and rotation_model().config.hidden == 64
+    assert c4_image_model(hidden=5).config.hidden == 5
+    with pytest.raises(ConfigError, match="interface_image_size must be >= 4 pixels or None; got 2"):
+        c4_image_model(interface_image_size=2)
+
+
+def test_the_k_samples_of_an_image_are_one_backbone_call_and_one_scoring():
+    model = c4_image_model(num_samples_eval=8).eval()
+    backbone_rows, scored_rows = [], []
+    model.backbone.register_forward_hook(lambda _m, inputs, _o: backbone_rows.append(inputs[0].shape[0]))
+    model.interface.network.register_forward_hook(lambda _m, inputs, _o: scored_rows.append(inputs[0].shape[0]))
+    with torch.no_grad():
+        model(torch.randn(3, 1, 24, 24))
+    assert backbone_rows == [8 * 3] and scored_rows == [3]
+
+
+def test_averaging_over_an_enumerated_group_with_interpolated_turns_gives_no_monte_carlo_warning():
+    """C8 on images is averaged over all 8 elements: there is no sampling error to warn about, although the
+    45-degree turns are interpolated (the model is not exact, and ``is_exact`` says so)."""
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 9 * 9, 4))
+    model = symwrap.wrap(backbone, group="C8", strategy="averaging", input="image")
+    x = torch.randn(4, 3, 9, 9)
+    assert not model.is_exact(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ApproximationWarning)
+        model(x)
+
+
+def test_a_model_saved_before_interface_image_size_existed_loads_with_full_resolution_scoring(tmp_path):
+    model = c4_image_model(interface_image_size=None)
+    model.save_pretrained(tmp_path / "model")
+    config_file = next((tmp_path / "model").glob("*.json"))
+    description = json.loads(config_file.read_text())
+    assert description["config"].pop("interface_image_size") is None
+    config_file.write_text(json.dumps(description))
+    loaded = symwrap.load(tmp_path / "model", model.backbone)
+    assert loaded.config.interface_image_size is None
+    x = torch.randn(2, 1, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(loaded.interface.network(x), model.interface.network(x))
+    assert c4_image_model().config.interface_image_size == 16  # a new model reads small images

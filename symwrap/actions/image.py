@@ -124,10 +124,12 @@ def _move_pixels(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     ys = (centre - rows)[:, None].expand(h, w)
     xs = (cols - centre)[None, :].expand(h, w)
     target = torch.stack([xs.reshape(-1), ys.reshape(-1)], 0)  # (2, HW)
-    source = matrix.to(torch.float64).transpose(-1, -2) @ target  # output p takes input M⁻¹p
+    # a batch of k copies holds at most |G| distinct matrices: build each one's pixel index once
+    distinct, which = torch.unique(matrix.to(torch.float64).flatten(1), dim=0, return_inverse=True)
+    source = distinct.reshape(-1, 2, 2).transpose(-1, -2) @ target  # output p takes input M⁻¹p
     src_col = (source[:, 0] + centre).round().long()
     src_row = (centre - source[:, 1]).round().long()
-    index = (src_row * w + src_col).unsqueeze(1).expand(b, c, h * w)
+    index = (src_row * w + src_col)[which].unsqueeze(1).expand(b, c, h * w)
     return torch.gather(x.reshape(b, c, h * w), 2, index).reshape(b, c, h, w)
 
 

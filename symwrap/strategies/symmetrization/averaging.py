@@ -96,9 +96,15 @@ class Averaging(SymmetricModel):
         y = self.run_backbone(self.input_action.act(group, group.inverse(g), x_rep))
         copies = self.output_action.act(group, g, y)
         mean = self.output_action.mean(copies, k)
-        if k > 1 and k not in self._monte_carlo_warned and not self.is_exact(x):
+        if k > 1 and k not in self._monte_carlo_warned and not self._enumerates(x):
             self._warn_if_uncertain(copies, mean, k)
         return mean
+
+    def _enumerates(self, x: Any) -> bool:
+        """Whether every element of the group bound to ``x`` is averaged over (no Monte Carlo estimate, so no
+        standard error to warn about: C8 on images is enumerated though its rotations are interpolated)."""
+        bound = self.input_action.bind(self.group, x)
+        return bound.is_finite and bound.order <= self.config.max_exhaustive_order
 
     def is_exact(self, x: Any) -> bool:
         """Exact when the group, bound to ``x``, is finite and small enough to average over every element, and

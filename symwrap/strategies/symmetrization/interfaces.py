@@ -20,7 +20,7 @@ from torch import nn
 from ...actions import Action
 from ...errors import ConfigError, IncompatibleGroupError, ShapeError
 from ...groups import Element, Group
-from .config import SymmetrizationConfig
+from .config import DEFAULT_HIDDEN, SymmetrizationConfig
 
 
 class Sample(NamedTuple):
@@ -67,8 +67,9 @@ class PermutationInterface(nn.Module):
         return network
 
     def forward(self, action, group: Group, x: Any, generator: torch.Generator | None = None,
-                noise: torch.Tensor | None = None) -> Sample:
-        """Elements for the batch ``x``; ``noise`` (B, N, noise_dim) replaces the drawn noise."""
+                noise: torch.Tensor | None = None, mode: bool = False) -> Sample:
+        """Elements for the batch ``x``; ``noise`` (B, N, noise_dim) replaces the drawn noise; ``mode``: zero
+        noise (the order of the noise-free scores)."""
         from ...nn import straight_through_permutation
 
         features, adjacency, mask = action.members(x)
@@ -77,6 +78,8 @@ class PermutationInterface(nn.Module):
                 f"the permutation interface was built for {self.network.in_features} features per member "
                 f"(in_features); input {action.spec()!r} gives {features.shape[-1]}"
             )
+        if mode:
+            noise = features.new_zeros(*features.shape[:2], self.network.noise_dim)
         if noise is None:
             noise = self.network.sample_noise(features.shape[0], features.shape[1], generator=generator,
                                               device=features.device, dtype=features.dtype)
@@ -118,9 +121,9 @@ class RotationInterface(nn.Module):
         self.noise_scale = config.frame_noise_scale
 
     def forward(self, action, group: Group, x: Any, generator: torch.Generator | None = None,
-                noise: torch.Tensor | None = None) -> Sample:
+                noise: torch.Tensor | None = None, mode: bool = False) -> Sample:
         """Elements for the batch ``x``; ``noise`` (B, N, 3), in units of the cloud's radius, replaces
-        the drawn noise (it rotates with the points: pass ``h·noise`` with ``h·x``)."""
+        the drawn noise (it rotates with the points: pass ``h·noise`` with ``h·x``); ``mode``: no noise."""
         from ...nn import gram_schmidt
 
         points = action.positions(x)
@@ -129,6 +132,8 @@ class RotationInterface(nn.Module):
         centroid = points.mean(dim=1)
         centred = points - centroid.unsqueeze(1)
         scale = centred.pow(2).sum(-1).mean(1).sqrt().clamp_min(1e-6)[:, None, None]
+        if mode:
+            noise = torch.zeros_like(points)
         if noise is None:
             noise = torch.randn(points.shape, generator=generator, device=points.device, dtype=points.dtype)
         frame = gram_schmidt(self.network(centred + self.noise_scale * scale * noise), special=self.special)
@@ -152,19 +157,13 @@ class ProductInterface(nn.Module):
         self.permutation = PermutationInterface(config, in_features, input_spec)
 
     def forward(self, action, group: Group, x: Any, generator: torch.Generator | None = None,
-                noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> Sample:
+                noise: tuple[torch.Tensor, torch.Tensor] | None = None, mode: bool = False) -> Sample:
         """Elements for the batch ``x``; ``noise`` is ``(rotation noise (B, N, 3), permutation noise
-        (B, N, noise_dim))``, each moved with the input as its own interface expects."""
+        (B, N, noise_dim))``, each moved with the input as its own interface expects; ``mode``: no noise."""
         rotation_noise, permutation_noise = (None, None) if noise is None else noise
-        if rotation_noise is None:
-            rigid = self.rotation(action, group, x, generator).elements
-        else:
-            rigid = self.rotation(action, group, x, generator, noise=rotation_noise).elements
+        rigid = self.rotation(action, group, x, generator, noise=rotation_noise, mode=mode).elements
         in_frame = action.act(group, group.inverse(rigid), x)
-        if permutation_noise is None:
-            ordering = self.permutation(action, group, in_frame, generator)
-        else:
-            ordering = self.permutation(action, group, in_frame, generator, noise=permutation_noise)
+        ordering = self.permutation(action, group, in_frame, generator, noise=permutation_noise, mode=mode)
         # the permutation interface's elements are the permutations themselves (index tensors)
         elements = group.from_parts(linear=group.linear_part(rigid), translation=group.translation_part(rigid),
                                     permutation=ordering.elements)
@@ -200,15 +199,18 @@ class FiniteInterface(nn.Module):
                                       in_channels=config.in_channels)
         self.network = network
         self.temperature = config.temperature
+        self.image_size = config.interface_image_size
 
     def forward(self, action, group: Group, x: Any, generator: torch.Generator | None = None,
-                noise: torch.Tensor | None = None, repeats: int = 1) -> Sample:
+                noise: torch.Tensor | None = None, repeats: int = 1, mode: bool = False) -> Sample:
         """Elements for ``repeats`` copies (copy-major) of the images ``x``; ``noise`` (repeats·B, |G|)
         Gumbel variables replace the drawn ones (they move by the regular action: pass ``h·noise`` with
-        ``h·x``)."""
-        logits = self.network(x) / self.temperature
+        ``h·x``); ``mode``: no noise, the arg-max of the scores."""
+        logits = self.network(self._small(action, x)) / self.temperature
         if repeats > 1:
             logits = logits.repeat(repeats, 1)
+        if mode:
+            noise = torch.zeros_like(logits)
         if noise is None:
             uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
             noise = -torch.log(-torch.log(uniform.clamp(1e-9, 1 - 1e-9)))
@@ -218,6 +220,15 @@ class FiniteInterface(nn.Module):
         weights = F.one_hot(index, logits.shape[1]).to(soft) - soft.detach() + soft
         elements = group.elements(device=logits.device)[index]
         return Sample(elements, weights=weights)
+
+    def _small(self, action: Action, x: Any) -> Any:
+        """``x`` resized to ``interface_image_size`` when it is data on a larger grid (images); otherwise ``x``.
+        Resizing commutes with the exact elements, so the scores still move by the regular action."""
+        if self.image_size is None or action.grid_axes == 0 or not isinstance(x, torch.Tensor):
+            return x
+        if max(x.shape[-action.grid_axes:]) <= self.image_size:
+            return x
+        return action.resize(x, self.image_size)
 
 
 def _finite(group: Group, action: Action) -> bool:
@@ -265,8 +276,8 @@ _register_default_interfaces()
 def resolve_config(config: SymmetrizationConfig, group: Group, action: Action,
                    backbone: nn.Module) -> SymmetrizationConfig:
     """The model's own copy of ``config``, with the channels of a finite group's default network on
-    channels-first grids (images) read from the backbone when not given, so that ``save_pretrained`` records
-    what was built."""
+    channels-first grids (images) read from the backbone when not given, and the width of the default
+    interface (``hidden=None``) filled in, so that ``save_pretrained`` records what was built."""
     from ...nn import image_channels
 
     in_channels = config.in_channels
@@ -279,7 +290,11 @@ def resolve_config(config: SymmetrizationConfig, group: Group, action: Action,
                 "nn.Conv2d and no config.num_channels): pass in_channels= (3 for RGB images, 1 for grey ones), "
                 "or your own interface_network="
             )
-    return dataclasses.replace(config, in_channels=in_channels)
+    hidden = config.hidden
+    if hidden is None:
+        hidden = DEFAULT_HIDDEN["finite" if _finite(group, action) else
+                                "permutation" if group.has_permutation and not group.has_linear else "rotation"]
+    return dataclasses.replace(config, in_channels=in_channels, hidden=hidden)
 
 
 def build_interface(group: Group, config: SymmetrizationConfig, action: Action) -> nn.Module:

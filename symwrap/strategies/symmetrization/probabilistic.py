@@ -5,12 +5,14 @@ are one backbone call on a k·B batch."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 from torch import nn
 
 from ...actions import group_copies, mix_inverse_copies
+from ...errors import ConfigError
 from ...groups import Group
 from ..base import SymmetricModel
 from ..registry import register_strategy
@@ -41,33 +43,44 @@ class Symmetrization(SymmetricModel):
             self.config = config = resolve_config(config, group, input_action, self.backbone)
             interface_network = build_interface(group, config, input_action)
         self.interface = interface_network
+        if config.eval_sampling == "mode" and not _takes_mode(interface_network):
+            raise ConfigError(
+                f"eval_sampling='mode' asks the interface for its most likely element, but the interface network "
+                f"{type(interface_network).__name__} takes no mode= argument; give its forward a mode: bool "
+                "keyword (no noise when True), or use eval_sampling='random'"
+            )
         self._last_gap: torch.Tensor | None = None
 
     def sample(self, x: Any, k: int = 1, generator: torch.Generator | None = None,
-               noise: torch.Tensor | None = None) -> tuple[Group, Any, Sample]:
+               noise: torch.Tensor | None = None, mode: bool = False) -> tuple[Group, Any, Sample]:
         """``k`` elements per input from p(g|x): the bound group, the repeated batch (copy-major) and the
-        sample. ``noise`` for the k·B repeated batch fixes the interface's randomness."""
+        sample. ``noise`` for the k·B repeated batch fixes the interface's randomness; ``mode``: the interface's
+        most likely element, without noise."""
         x_rep = self.input_action.repeat(x, k)
         group = self.input_action.bind(self.group, x_rep)
-        extra = {} if noise is None else {"noise": noise}
+        extra: dict[str, Any] = {} if noise is None else {"noise": noise}
+        if mode:
+            extra["mode"] = True
         if k > 1 and getattr(self.interface, "scores_each_input_once", False):
             # the interface's network is deterministic and its noise comes after it: score each input once
             return group, x_rep, self.interface(self.input_action, group, x, generator, repeats=k, **extra)
         return group, x_rep, self.interface(self.input_action, group, x_rep, generator, **extra)
 
     def forward(self, x: Any) -> Any:
-        k = self.config.num_samples_train if self.training else self.config.num_samples_eval
-        return self.symmetrize(x, k)
+        if self.training:
+            return self.symmetrize(x, self.config.num_samples_train)
+        return self.symmetrize(x, self.config.num_samples_eval, mode=self.config.eval_sampling == "mode")
 
-    def symmetrize(self, x: Any, k: int, noise: torch.Tensor | None = None) -> Any:
-        """The k-sample estimate of E_{g~p(g|x)} g·φ(g⁻¹·x); ``noise`` as in :meth:`sample`.
+    def symmetrize(self, x: Any, k: int, noise: torch.Tensor | None = None, mode: bool = False) -> Any:
+        """The k-sample estimate of E_{g~p(g|x)} g·φ(g⁻¹·x); ``noise`` and ``mode`` as in :meth:`sample`.
 
         Given the same noise moved with the input (``h·x`` with ``h·noise``), the estimate is
-        exactly equivariant; with fresh noise it is equivariant in distribution.
+        exactly equivariant; with fresh noise it is equivariant in distribution. With ``mode`` (no noise) it is
+        deterministic, and exactly equivariant wherever the interface's most likely element is unique.
         """
         self._check_input(x)
         probe = self.input_action.probe(x)
-        group, x_rep, sample = self.sample(x, k, self.generator_for(probe.device), noise=noise)
+        group, x_rep, sample = self.sample(x, k, self.generator_for(probe.device), noise=noise, mode=mode)
         canonical = self._inverse_act(group, sample, x_rep)
         y = self.run_backbone(canonical)
         self._last_gap = sample.gap
@@ -90,3 +103,12 @@ class Symmetrization(SymmetricModel):
         if self._last_gap is None or not self.config.penalty_weight:
             return {}
         return {"penalty": self.config.penalty_weight * self._last_gap}
+
+
+def _takes_mode(interface: nn.Module) -> bool:
+    """Whether ``interface``'s forward takes a ``mode`` keyword (the built-in interfaces do)."""
+    try:
+        parameters = inspect.signature(interface.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "mode" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
