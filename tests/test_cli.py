@@ -420,4 +420,14 @@ def test_compare_prints_one_row_per_strategy_and_writes_the_tables(tmp_path, cap
                ("bare", "augmentation", "averaging", "remul")]
     assert methods == ["bare", "augmentation", "averaging", "remul"]
     assert "not applicable: frames" in out and "recommendation: " in out
-    assert (tmp_path / "out" / "compare.csv").is_file()
+    assert (tmp_path / "out" / "compare.csv").is_file() and (tmp_path / "out" / "rows" / "remul.json").is_file()
+    arguments = ["compare", str(config), "--steps", "2", "--strategies", "remul", "--output-dir",
+                 str(tmp_path / "out"), "--no-progress"]
+    assert main(arguments) == 0  # the rows stored by the first run are read back
+    resumed = capsys.readouterr()
+    assert "not retrained: bare backbone, augmentation, remul" in resumed.out
+    assert "remul: read from" in resumed.err and "2/2" not in resumed.err
+    assert main([*arguments[:-1], "--force"]) == 0
+    forced = capsys.readouterr()
+    assert "not retrained" not in forced.out and "remul: retraining (force)" in forced.err
+    assert any(line.startswith("remul: 100%") and "2/2" in line for line in forced.err.splitlines())

@@ -64,6 +64,14 @@ def _has_encoder(group: Any, input: Any) -> bool:
 
 
 # --- teacher: a random-initialised equivariant network ------------------------------------------------------
+#: options read from the data that a caller may pass to every teacher builder (``symwrap.compare`` does): the
+#: input's channels (grid data) and the per-sample output size; each builder uses those its network needs
+DATA_OPTIONS = ("in_channels", "out_features")
+
+
+def _without(kwargs: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {key: value for key, value in kwargs.items() if key not in names}
+
 
 @register_default_network("teacher", "egnn-readout",
                           applies=lambda group, input, output: (output is not None and output.trivial
@@ -73,7 +81,7 @@ def _egnn_readout(group: Any, input: Any, output: Any, **kwargs: Any) -> nn.Modu
     from .egnn import EGNNReadout
 
     require_isometries(group)
-    return EGNNReadout(**kwargs)
+    return EGNNReadout(**_without(kwargs, "in_channels"))
 
 
 @register_default_network("teacher", "egnn",
@@ -84,7 +92,7 @@ def _egnn(group: Any, input: Any, output: Any, **kwargs: Any) -> nn.Module:
     from .egnn import EGNN
 
     require_isometries(group)
-    return EGNN(0, velocity=False, **kwargs)
+    return EGNN(0, velocity=False, **_without(kwargs, *DATA_OPTIONS))
 
 
 @register_default_network("teacher", "egnn-dynamics",
@@ -95,7 +103,7 @@ def _egnn_dynamics(group: Any, input: Any, output: Any, **kwargs: Any) -> nn.Mod
     from .egnn import EGNNDynamics
 
     require_isometries(group)
-    return EGNNDynamics(**kwargs)
+    return EGNNDynamics(**_without(kwargs, *DATA_OPTIONS))
 
 
 @register_default_network("teacher", "steerable-cnn",
@@ -110,6 +118,9 @@ def _steerable_cnn(group: Any, input: Any, output: Any, **kwargs: Any) -> nn.Mod
         raise IncompatibleGroupError(
             f"the default image teacher (an escnn SteerableCNN) is invariant to C{{n}}, D{{n}} or SO2; got {group.name}"
         )
+    if "num_classes" not in kwargs and "out_features" in kwargs:
+        kwargs["num_classes"] = kwargs["out_features"]
+    kwargs = _without(kwargs, "out_features")
     missing = [name for name in ("in_channels", "num_classes") if name not in kwargs]
     if missing:
         raise ConfigError(f"the default image teacher needs {missing}, e.g. in_channels=1, num_classes=10")

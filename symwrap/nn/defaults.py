@@ -25,7 +25,8 @@ role               the network                                                  
 ``regular_scores`` (B, |G|) scores moving in the regular representation              ``hidden``, ``in_channels``
 ``frame``          (B, d, d) orthogonal frames with F(h·x) = h·F(x)                  ``hidden``, ``in_channels``
 ``interface``      probabilistic symmetrization's p(g | x)                            ``config``
-``teacher``        a random-initialised equivariant network                           the teacher's own kwargs
+``teacher``        a random-initialised equivariant network                           the teacher's own kwargs,
+                                                                                    ``in_channels``, ``out_features``
 ================== ================================================================ ===========================
 """
 
