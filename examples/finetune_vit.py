@@ -2,9 +2,11 @@
 
 The task is the group C4: a digit turned by a multiple of 90° is still the same digit. A ViT
 that only ever saw upright digits gets most turned digits wrong. Starting from the same
-pretrained ViT, every row below gets the same fine-tuning budget (epochs, batch size and
-backbone learning rate) through :func:`symwrap.fit`, and is tested on upright test digits and
-on the same test digits each turned by a random multiple of 90° (seeded):
+pretrained ViT, every row below gets the same fine-tuning budget (optimizer steps, batch size
+and backbone learning rate) through :func:`symwrap.fit`, and is tested on upright test digits
+and on the same test digits each turned by a random multiple of 90° (seeded). Every budget is
+a number of steps, never seconds, so a run prints the same accuracies on an idle or a loaded
+machine; only the time columns change:
 
 * **bare ViT** - plain fine-tuning on upright digits: the reference.
 * **canonicalization** - ``wrap(vit, "C4", strategy="canonicalization", canonicalizer="contrastive")``:
@@ -31,24 +33,37 @@ What to expect (our run of the defaults, timm, 2 CPU cores, 4.3 minutes): the ba
 upright but gets 36% of the turned digits; canonicalization gets 92.7% on both, with an
 invariance error of exactly 0; probabilistic symmetrization 87% on both (error 0.09: invariant in
 distribution); cloning and REMUL about 91% upright and 79-80% turned (errors 0.25 and 0.47: they
-must teach the ViT three new poses in 10 epochs), at the bare ViT's inference cost. Symmetrization
+must teach the ViT three new poses in 630 steps), at the bare ViT's inference cost. Symmetrization
 is the slowest at inference, 12x the bare ViT (8 samples through the ViT, and its interface network
 scores each digit once).
 
 Where the pretrained ViT comes from: there is no model hub on an offline machine, so with no
 ``--checkpoint`` the script first pretrains a small ViT (timm ``vit_tiny_patch16_224`` resized
 to 28x28 digits with 7x7 patches, or the same shape as a Hugging Face ``ViTForImageClassification``)
-on upright digits, saves it, and loads it back with ``symwrap.load_backbone`` exactly as it
-would load your own weights. With ``--checkpoint`` it starts from your weights instead.
+on upright digits for 1,260 steps, saves it beside ``--output``
+(``outputs/finetune_vit_pretrained_timm.safetensors``, with a ``.json`` record of the settings it
+was pretrained with and a digest of its weights), and loads it back with ``symwrap.load_backbone``
+exactly as it would load your own weights. The next run with the same pretraining settings
+(backbone, seed, training digits, batch size, pretraining steps and learning rate) reuses it
+instead of pretraining again; ``--retrain`` pretrains it anew. With ``--checkpoint`` it starts
+from your weights instead.
 
 Run it with::
 
-    python examples/finetune_vit.py                        # timm ViT, about 5 minutes on 2 CPU cores
+    python examples/finetune_vit.py                        # timm ViT (see the times below)
+    python examples/finetune_vit.py --retrain              # pretrain the small ViT again, even if saved
     python examples/finetune_vit.py --backbone hf          # the same with a Hugging Face ViT
-    python examples/finetune_vit.py --quick                # tiny budgets and subsets, well under a minute
+    python examples/finetune_vit.py --quick                # a dozen steps per row: checks that it all runs
     python examples/finetune_vit.py --checkpoint outputs/finetune_vit_pretrained_timm.safetensors
     python examples/finetune_vit.py --backbone timm --timm-model vit_small_patch16_224 --checkpoint vit_s.pth
     python examples/finetune_vit.py --backbone hf --checkpoint path/to/save_pretrained_dir --device cuda
+
+How long it takes on 2 CPU cores: the full run about 5 minutes idle and 15 on a loaded machine
+(measured for issue 20), less when it reuses the pretrained ViT (pretraining is 1,260 of its ViT
+steps). ``--quick`` takes about 2 minutes: 151 s in issue 20; 129 s (pretraining) and 125 s
+(reusing the ViT) of wall time, 55-60 s of CPU time, in two runs here on 2 cores shared with five
+other jobs. Its budgets are a dozen optimizer steps per row; the rest is importing torch, timm and
+escnn, reading the digits, building the networks and evaluating.
 
 ``--checkpoint`` takes, for ``--backbone timm``, a state dict (``.safetensors``, ``.pth``, ``.bin``
 or a directory holding one) of the small ViT above, or of ``--timm-model NAME`` at its own
@@ -67,6 +82,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -133,19 +149,20 @@ class Settings:
     n_test: int = 1000
     n_symmetry: int = 200
     batch_size: int = 64
-    #: pretraining the small ViT on upright digits (only without --checkpoint), and the cloning teacher
-    pretrain_epochs: int = 20
+    #: optimizer steps (batches of ``batch_size``) of pretraining the small ViT on upright digits (only without
+    #: --checkpoint; 1,260 steps are 20 passes over the 4,000 training digits), and of the cloning teacher
+    pretrain_steps: int = 1260
     pretrain_lr: float = 3e-3
-    teacher_epochs: int = 12
+    teacher_steps: int = 756
     teacher_lr: float = 5e-3
     teacher_hidden: int = 8
-    #: the budget of every row: epochs of fine-tuning, and the learning rate of the ViT
-    epochs: int = 10
+    #: the budget of every row: optimizer steps of fine-tuning (630: 10 passes), and the learning rate of the ViT
+    steps: int = 630
     lr: float = 2e-3
     #: learning rate of the small networks a strategy adds (canonicalizer, interface), trained from scratch
     module_lr: float = 3e-3
-    #: of the ``epochs``, how many symmetry cloning spends cloning the teacher (the rest fine-tunes)
-    clone_epochs: int = 5
+    #: of the ``steps``, how many symmetry cloning spends cloning the teacher (the rest fine-tunes)
+    clone_steps: int = 315
     #: symmetrization: group elements sampled per digit at evaluation
     symmetrization_samples: int = 8
     #: β of REMUL and of cloning's keep mode
@@ -156,9 +173,10 @@ class Settings:
 
     @classmethod
     def quick(cls, **overrides: Any) -> Settings:
-        """Tiny budgets and subsets: every step of the full run in well under a minute."""
-        values = dict(n_train=384, n_test=200, n_symmetry=48, pretrain_epochs=4, teacher_epochs=2, epochs=2,
-                      clone_epochs=1, symmetrization_samples=4, timing_batch=64, timing_repeats=3)
+        """Tiny budgets and subsets (a dozen optimizer steps per row): every stage of the full run, most of its
+        time spent importing torch, timm and escnn and reading the digits."""
+        values = dict(n_train=384, n_test=200, n_symmetry=48, pretrain_steps=24, teacher_steps=12, steps=12,
+                      clone_steps=6, symmetrization_samples=4, timing_batch=64, timing_repeats=3)
         return cls(**{**values, **overrides})
 
 
@@ -259,25 +277,49 @@ def build_small_vit(settings: Settings) -> nn.Module:
 
 
 def pretrained_path(settings: Settings, output: Path) -> Path:
-    """Where the ViT pretrained here is saved: beside the JSON results."""
+    """Where the ViT pretrained here is saved: beside the JSON results (timm: a safetensors file; Hugging Face: a
+    ``save_pretrained`` directory). What it was pretrained with is written beside it, see :func:`record_path`."""
     suffix = ".safetensors" if settings.backbone == "timm" else ""
     return output.with_name(f"{output.stem}_pretrained_{settings.backbone}{suffix}")
 
 
+def record_path(path: Path) -> Path:
+    """The JSON file beside a pretrained ViT that says what it was pretrained with (and a digest of its weights)."""
+    return path.with_name(f"{path.with_suffix('').name}.json")
+
+
+def pretraining_settings(settings: Settings, n_train: int) -> dict[str, Any]:
+    """Everything that decides the weights of the ViT pretrained here on ``n_train`` digits: a saved one is reused
+    only when all of it matches (the device is left out: it changes the weights only by float rounding)."""
+    architecture = TIMM_SMALL if settings.backbone == "timm" else HF_SMALL
+    values = {"backbone": settings.backbone, "architecture": architecture, "seed": settings.seed,
+              "n_train": n_train, "batch_size": settings.batch_size,
+              "pretrain_steps": settings.pretrain_steps, "pretrain_lr": settings.pretrain_lr}
+    return json.loads(json.dumps(values))  # as it reads back from the JSON file
+
+
+def weights_digest(path: Path) -> str | None:
+    """SHA-256 of the saved weights (the safetensors file, or the one in a ``save_pretrained`` directory)."""
+    weights = path / "model.safetensors" if path.is_dir() else path
+    if not weights.is_file():
+        return None
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
 def pretrain_small_vit(data: dict[str, torch.Tensor], settings: Settings, path: Path) -> dict[str, Any]:
-    """Train the small ViT from scratch on upright digits with :func:`symwrap.fit`; save it to ``path``
-    (timm: a safetensors state dict; Hugging Face: a ``save_pretrained`` directory)."""
+    """Train the small ViT from scratch on upright digits for ``pretrain_steps`` steps; save it to ``path``
+    (timm: a safetensors state dict; Hugging Face: a ``save_pretrained`` directory) and, last, the record of
+    what it was pretrained with (so a run cut short while saving is never reused)."""
     torch.manual_seed(settings.seed)
     network = build_small_vit(settings)
     model = adapt_backbone(network)
     loader = train_loader(data, settings, seed_offset=1)
     started = time.perf_counter()
-    history = symwrap.fit(model, loader, epochs=settings.pretrain_epochs, device=settings.device,
-                          optimizer=torch.optim.AdamW(model.parameters(), lr=settings.pretrain_lr, weight_decay=0.05),
-                          scheduler=cosine_schedule(settings.pretrain_epochs * len(loader)),
-                          progress=settings.progress, log_every=None)
+    history = fit_steps(model, loader, settings.pretrain_steps, settings,
+                        torch.optim.AdamW(model.parameters(), lr=settings.pretrain_lr, weight_decay=0.05))
     seconds = time.perf_counter() - started
     path.parent.mkdir(parents=True, exist_ok=True)
+    record_path(path).unlink(missing_ok=True)
     network = network.cpu()
     if settings.backbone == "timm":
         from safetensors.torch import save_file
@@ -285,8 +327,52 @@ def pretrain_small_vit(data: dict[str, torch.Tensor], settings: Settings, path: 
         save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(path))
     else:
         network.save_pretrained(str(path))
-    return {"seconds": seconds, "epochs": settings.pretrain_epochs, "final_loss": history.last["train_total"],
-            "saved_to": str(path)}
+    info = {"seconds": seconds, "steps": history.epochs[-1]["step"], "final_loss": history.last["train_total"]}
+    record = {"settings": pretraining_settings(settings, len(data["y_train"])), "sha256": weights_digest(path),
+              **info}
+    record_path(path).write_text(json.dumps(record, indent=2) + "\n")
+    return {**info, "saved_to": str(path), "reused": False}
+
+
+def saved_pretraining(settings: Settings, n_train: int, path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The record of a ViT pretrained before at ``path`` if it can be reused (same settings, same number of training
+    digits, weights intact), or ``None`` and why not."""
+    record_file = record_path(path)
+    if not record_file.is_file():
+        return None, f"no pretrained ViT saved at {path} yet"
+    try:
+        record = json.loads(record_file.read_text())
+    except json.JSONDecodeError:
+        return None, f"{record_file} is not valid JSON"
+    wanted = pretraining_settings(settings, n_train)
+    saved = record.get("settings", {})
+    changed = [f"{key} {saved.get(key)!r} -> {value!r}" for key, value in wanted.items() if saved.get(key) != value]
+    if changed:
+        return None, f"the ViT saved at {path} was pretrained with other settings ({'; '.join(changed)})"
+    if record.get("sha256") is None or weights_digest(path) != record["sha256"]:
+        return None, f"the weights at {path} are missing or are not the ones {record_file} describes"
+    return record, ""
+
+
+def pretrained_vit(data: dict[str, torch.Tensor], settings: Settings, output: Path, *,
+                   retrain: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """The small ViT pretrained on upright digits: the one saved beside ``output`` by an earlier run when it was
+    pretrained with the same settings (unless ``retrain``), else pretrained now and saved there."""
+    path = pretrained_path(settings, output)
+    record, why = saved_pretraining(settings, len(data["y_train"]), path)
+    if record is not None and not retrain:
+        print(f"Reusing the small {settings.backbone} ViT pretrained by an earlier run with the same settings: "
+              f"{path} (--retrain to pretrain it again).")
+        info = {key: record[key] for key in ("seconds", "steps", "final_loss")}
+        info.update(saved_to=str(path), reused=True)
+    else:
+        reason = "--retrain" if record is not None else why
+        print(f"No --checkpoint given and no model hub here: pretraining a small {settings.backbone} ViT on "
+              f"{len(data['y_train'])} upright digits for {settings.pretrain_steps} steps first ({reason}).")
+        info = pretrain_small_vit(data, settings, path)
+        print(f"Pretrained in {info['seconds']:.0f} s; saved to {path} (the next run with these settings reuses "
+              f"it; --retrain to pretrain again).")
+    return load_pretrained(settings, path, small=True), info
 
 
 def load_pretrained(settings: Settings, path: str | Path, *, small: bool) -> nn.Module:
@@ -346,13 +432,21 @@ def optimizer_for(model: nn.Module, settings: Settings) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, weight_decay=0.05)
 
 
-def fine_tune(model: nn.Module, data: dict[str, torch.Tensor], settings: Settings, epochs: int,
+def fit_steps(model: nn.Module, loader: DataLoader, steps: int, settings: Settings,
+              optimizer: torch.optim.Optimizer, **kwargs: Any) -> symwrap.History:
+    """:func:`symwrap.fit` for exactly ``steps`` optimizer steps (the last pass over ``loader`` may be partial),
+    with the learning rate warming up then decaying over them."""
+    return symwrap.fit(model, loader, epochs=math.ceil(steps / len(loader)), max_steps=steps, optimizer=optimizer,
+                       scheduler=cosine_schedule(steps), device=settings.device, progress=settings.progress,
+                       log_every=None, **kwargs)
+
+
+def fine_tune(model: nn.Module, data: dict[str, torch.Tensor], settings: Settings, steps: int,
               seed_offset: int) -> symwrap.History:
-    """:func:`symwrap.fit` for ``epochs`` on upright digits; a wrapped model trains its ``model.loss`` terms."""
+    """``steps`` steps of :func:`symwrap.fit` on upright digits; a wrapped model trains its ``model.loss`` terms."""
     loader = train_loader(data, settings, seed_offset)
-    return symwrap.fit(model, loader, epochs=epochs, optimizer=optimizer_for(model, settings),
-                       scheduler=cosine_schedule(epochs * len(loader)), device=settings.device,
-                       progress=settings.progress, log_every=None, equivariance_inputs=data["x_test"][:64])
+    return fit_steps(model, loader, steps, settings, optimizer_for(model, settings),
+                     equivariance_inputs=data["x_test"][:64])
 
 
 def train_teacher(data: dict[str, torch.Tensor], settings: Settings) -> tuple[nn.Module, float]:
@@ -361,10 +455,8 @@ def train_teacher(data: dict[str, torch.Tensor], settings: Settings) -> tuple[nn
     teacher = SteerableCNN(GROUP, in_channels=1, num_classes=NUM_CLASSES, hidden=settings.teacher_hidden)
     loader = train_loader(data, settings, seed_offset=7)
     started = time.perf_counter()
-    symwrap.fit(teacher, loader, epochs=settings.teacher_epochs, device=settings.device,
-                optimizer=torch.optim.AdamW(teacher.parameters(), lr=settings.teacher_lr, weight_decay=0.0),
-                scheduler=cosine_schedule(settings.teacher_epochs * len(loader)),
-                progress=settings.progress, log_every=None)
+    fit_steps(teacher, loader, settings.teacher_steps, settings,
+              torch.optim.AdamW(teacher.parameters(), lr=settings.teacher_lr, weight_decay=0.0))
     return teacher.eval(), time.perf_counter() - started
 
 
@@ -395,18 +487,18 @@ def train_row(key: str, vit: nn.Module, teacher: nn.Module, data: dict[str, torc
     else:
         raise ValueError(f"unknown row {key!r}; expected one of {list(METHODS)}")
     model.to(settings.device)
-    epochs = settings.epochs
-    if key == "cloning":  # stage one: clone the teacher for clone_epochs of the budget
+    steps = settings.steps
+    if key == "cloning":  # stage one: clone the teacher for clone_steps of the budget
         loader = train_loader(data, settings, seed_offset=20)
-        steps = settings.clone_epochs * len(loader)
         optimizer = torch.optim.AdamW(model.backbone.parameters(), lr=settings.lr, weight_decay=0.05)
-        history = model.clone(OnDevice(loader, settings.device), steps=steps, optimizer=optimizer,
+        history = model.clone(OnDevice(loader, settings.device), steps=settings.clone_steps, optimizer=optimizer,
                               progress=settings.progress, eval_inputs=data["x_test"][:64].to(settings.device))
-        info["clone_steps"] = steps
+        info["clone_steps"] = history[-1]["step"]
         info["clone_final"] = {k: v for k, v in history[-1].items() if k != "step"}
-        epochs -= settings.clone_epochs
-    history = fine_tune(model, data, settings, epochs, seed_offset=30)
+        steps -= settings.clone_steps
+    history = fine_tune(model, data, settings, steps, seed_offset=30)
     info["seconds"] = time.perf_counter() - started
+    info["steps"] = history.epochs[-1]["step"]
     info["epochs"] = history.epochs
     return model.eval(), info
 
@@ -461,20 +553,18 @@ def inference_seconds(models: dict[str, nn.Module], x: torch.Tensor, settings: S
 # --- the experiment --------------------------------------------------------------------------------------
 
 
-def run(settings: Settings, output: str | Path = DEFAULT_OUTPUT) -> dict[str, Any]:
-    """Pretrain (or load) the ViT, fine-tune every row, print the table and write the JSON to ``output``."""
+def run(settings: Settings, output: str | Path = DEFAULT_OUTPUT, *, retrain: bool = False) -> dict[str, Any]:
+    """Pretrain (or reuse, or load) the ViT, fine-tune every row, print the table and write the JSON to ``output``.
+
+    Without ``settings.checkpoint`` the small ViT pretrained by an earlier run with the same settings, saved beside
+    ``output``, is reused unless ``retrain``.
+    """
     started = time.perf_counter()
     output = Path(output)
     data = load_data(settings)
     pretraining: dict[str, Any]
     if settings.checkpoint is None:
-        path = pretrained_path(settings, output)
-        print(f"No --checkpoint given and no model hub here: pretraining a small {settings.backbone} ViT on "
-              f"{len(data['y_train'])} upright digits for {settings.pretrain_epochs} epochs first.")
-        pretraining = pretrain_small_vit(data, settings, path)
-        vit = load_pretrained(settings, path, small=True)
-        print(f"Pretrained in {pretraining['seconds']:.0f} s; saved to {path} "
-              f"(pass --checkpoint {path} to start from it next time).")
+        vit, pretraining = pretrained_vit(data, settings, output, retrain=retrain)
     else:
         small = is_small_checkpoint(settings)
         vit = load_pretrained(settings, settings.checkpoint, small=small)
@@ -494,7 +584,7 @@ def run(settings: Settings, output: str | Path = DEFAULT_OUTPUT) -> dict[str, An
     models["teacher"] = teacher
     rows.append({"key": "teacher", "method": METHODS["teacher"][0], "trained_on": METHODS["teacher"][1],
                  **evaluate(teacher, data, settings), "train_seconds": teacher_seconds,
-                 "training": {"seconds": teacher_seconds, "epochs": settings.teacher_epochs}})
+                 "training": {"seconds": teacher_seconds, "steps": settings.teacher_steps}})
 
     timing = inference_seconds(models, data["x_test"][: settings.timing_batch], settings)
     for row in rows:
@@ -534,12 +624,16 @@ COLUMNS = ("method", "upright", "rotated", "C4 inv err", "train s", "infer x bar
 def format_table(results: dict[str, Any]) -> str:
     """The results as one aligned plain-text table, with what each row was trained on above it."""
     settings = results["settings"]
-    source = "pretrained here on upright digits" if settings["checkpoint"] is None else \
-        f"from {settings['checkpoint']}"
+    if settings["checkpoint"] is not None:
+        source = f"from {settings['checkpoint']}"
+    elif results["pretraining"].get("reused"):
+        source = "pretrained on upright digits by an earlier run with these settings"
+    else:
+        source = "pretrained here on upright digits"
     pretrained = results["pretrained"]
     lines = [
         f"{results['backbone']} ViT ({source}; before fine-tuning: upright {pretrained['upright_accuracy']:.1%}, "
-        f"rotated {pretrained['rotated_accuracy']:.1%}), fine-tuned for {settings['epochs']} epochs "
+        f"rotated {pretrained['rotated_accuracy']:.1%}), fine-tuned for {settings['steps']} steps "
         f"(batch {settings['batch_size']}, ViT lr {settings['lr']:g}) on {results['n_train']} training digits; "
         f"tested on {results['n_test']} digits upright and each turned by a random multiple of 90° (seeded).",
         "What each row saw while training:",
@@ -559,13 +653,28 @@ def format_table(results: dict[str, Any]) -> str:
             lines.append("-" * len(lines[-1]))
     lines.append(f"C4 inv err: relative invariance error of the logits (symwrap.metrics.invariance_error) on "
                  f"{results['n_symmetry']} test digits over the 4 quarter turns; 0 up to float rounding is exact.")
-    lines.append(f"train s: the row's own training (cloning: cloning {settings['clone_epochs']} + fine-tuning "
-                 f"{settings['epochs'] - settings['clone_epochs']} epochs; its teacher's training is the last row). "
+    lines.append(f"train s: the row's own training (cloning: cloning {settings['clone_steps']} + fine-tuning "
+                 f"{settings['steps'] - settings['clone_steps']} steps; its teacher's training is the last row). "
                  f"infer x bare: forward time on {settings['timing_batch']} digits relative to the bare ViT "
                  f"(median of {settings['timing_repeats']}); symmetrization averages "
                  f"{settings['symmetrization_samples']} samples.")
     lines.append(f"total {results['total_seconds']:.0f} s on {results['torch_threads']} torch thread(s)")
     return "\n".join(lines)
+
+
+def _at_least(smallest: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= smallest``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = smallest - 1
+        if value < smallest:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {smallest}; got {text!r}")
+        return value
+
+    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -575,13 +684,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a timm ViT or a Hugging Face ViTForImageClassification (default: timm)")
     parser.add_argument("--checkpoint", default=None,
                         help="pretrained weights to start from (timm: a state dict file or directory; hf: a "
-                             "save_pretrained directory); default: pretrain a small ViT on upright digits here")
+                             "save_pretrained directory); default: pretrain a small ViT on upright digits here, "
+                             "or reuse the one an earlier run pretrained with the same settings")
     parser.add_argument("--timm-model", default=None,
                         help="the timm architecture of --checkpoint, at its own input size (default: this "
                              "example's small ViT)")
-    parser.add_argument("--quick", action="store_true", help="tiny budgets and subsets (well under a minute)")
-    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs of every row")
-    parser.add_argument("--pretrain-epochs", type=int, default=None, help="epochs of pretraining (no --checkpoint)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny budgets and subsets, to check that every stage runs (about 2 minutes on 2 busy "
+                             "CPU cores, mostly imports, reading the digits and evaluating)")
+    parser.add_argument("--steps", type=_at_least(2), default=None,
+                        help="fine-tuning optimizer steps of every row (default: 630, 10 passes over the digits)")
+    parser.add_argument("--pretrain-steps", type=_at_least(1), default=None,
+                        help="optimizer steps of pretraining the small ViT (no --checkpoint; default: 1260)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="pretrain the small ViT again even if an earlier run saved one with the same settings")
     parser.add_argument("--n-train", type=int, default=None, help="training digits (default: all 4,000)")
     parser.add_argument("--n-test", type=int, default=None, help="test digits (default: all 1,000)")
     parser.add_argument("--device", default="cpu", help="where to train and test: cpu, cuda, ...")
@@ -600,16 +716,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     values: dict[str, Any] = {"backbone": args.backbone, "checkpoint": args.checkpoint,
                               "timm_model": args.timm_model, "device": args.device, "seed": args.seed,
                               "progress": not args.no_progress}
-    overrides = {"epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "n_train": args.n_train,
+    overrides = {"steps": args.steps, "pretrain_steps": args.pretrain_steps, "n_train": args.n_train,
                  "n_test": args.n_test}
     values.update({key: value for key, value in overrides.items() if value is not None})
     settings = Settings.quick(**values) if args.quick else Settings(**values)
-    if settings.clone_epochs >= settings.epochs:
-        settings = dataclasses.replace(settings, clone_epochs=max(settings.epochs // 2, 0))
+    if settings.clone_steps >= settings.steps:  # cloning keeps at least one step of fine-tuning
+        settings = dataclasses.replace(settings, clone_steps=settings.steps // 2)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="escnn")
         warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
-        return run(settings, args.output)
+        return run(settings, args.output, retrain=args.retrain)
 
 
 if __name__ == "__main__":

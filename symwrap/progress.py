@@ -13,6 +13,8 @@ from typing import Any
 from tqdm import tqdm as plain_tqdm
 from tqdm.auto import tqdm
 
+from .errors import ConfigError
+
 __all__ = ["LOG_INTERVAL_SECONDS", "LineProgress", "progress_bar"]
 
 #: Seconds between two lines when the output is not a terminal (``SYMWRAP_PROGRESS_INTERVAL`` overrides it).
@@ -40,15 +42,27 @@ class LineProgress(plain_tqdm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["file"] = _LinesOnly(kwargs.get("file") or sys.stderr)
         self._last_line: str | None = None
+        self._last_state: tuple[Any, ...] | None = None
+        self._closing = False
         super().__init__(*args, **kwargs)
 
+    def _state(self) -> tuple[Any, ...]:
+        return self.n, self.total, self.desc, self.postfix
+
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        # the closing line repeats the last one when nothing but the clock moved since (a timed line at the last step)
+        if msg is None and self._closing and self._state() == self._last_state:
+            return True
         line = (self.__str__() if msg is None else msg).strip()
         if line and line != self._last_line:
             self.fp.write(line + "\n")
             self.fp.flush()
-            self._last_line = line
+            self._last_line, self._last_state = line, self._state()
         return True
+
+    def close(self) -> None:
+        self._closing = True
+        super().close()
 
     # a new postfix or description waits for the next timed line instead of printing one at once
     def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
@@ -68,13 +82,28 @@ def _is_terminal(stream: Any) -> bool:
         return False
 
 
+def _interval() -> float:
+    """Seconds between two lines off a terminal: ``SYMWRAP_PROGRESS_INTERVAL`` if set, else the default."""
+    given = os.environ.get("SYMWRAP_PROGRESS_INTERVAL")
+    if given is None or not given.strip():
+        return LOG_INTERVAL_SECONDS
+    try:
+        interval = float(given)
+    except ValueError:
+        interval = float("nan")
+    if not interval >= 0 or interval == float("inf"):
+        raise ConfigError(f"SYMWRAP_PROGRESS_INTERVAL={given!r}: expected a finite number of seconds >= 0 "
+                          f"(default {LOG_INTERVAL_SECONDS:g}); unset it or set it to, say, 10")
+    return interval
+
+
 def progress_bar(iterable: Any = None, *, disable: bool = False, **kwargs: Any) -> plain_tqdm:
     """A tqdm progress bar: the usual live bar on a terminal; elsewhere a :class:`LineProgress` that prints one
     line every ``LOG_INTERVAL_SECONDS`` (or ``SYMWRAP_PROGRESS_INTERVAL``) seconds. Arguments are tqdm's."""
     stream = kwargs.get("file") or sys.stderr
     if disable or _is_terminal(stream):
         return tqdm(iterable, disable=disable, **kwargs)
-    interval = float(os.environ.get("SYMWRAP_PROGRESS_INTERVAL", LOG_INTERVAL_SECONDS))
+    interval = _interval()
     kwargs.pop("dynamic_ncols", None)
     kwargs.setdefault("mininterval", interval)
     kwargs.setdefault("maxinterval", max(interval, 10 * interval))

@@ -205,7 +205,11 @@ def c4_symmetry(model: nn.Module, x: torch.Tensor, *, batch_size: int = 125) -> 
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """The demo's results as aligned plain text: accuracy per angle, then the C4 metrics."""
+    """The demo's results as aligned plain text: accuracy per angle, the C4 metrics, then the training budgets.
+
+    Everything in it is a function of the seed and the step counts, so the same command prints the same
+    table on any machine, idle or loaded; the seconds it took are in :func:`format_timing`.
+    """
     header = f"{'rotation':>11}  {'in C4':>5}" + "".join(f"  {_LABELS[name]:>20}" for name in _MODELS)
     lines = [f"accuracy on the {results['n_test']} test digits rotated counter-clockwise", header, "-" * len(header)]
     for i, angle in enumerate(results["angles"]):
@@ -223,10 +227,18 @@ def format_table(results: dict[str, Any]) -> str:
     for name, key in (("bare ViT", "training"), ("fine-tuning through the wrapper", "finetuning")):
         run = results[key]
         lines.append(
-            f"{name}: {run['seconds']:.1f} s, {run['epochs']:.1f} epochs ({run['steps']} steps) "
-            f"on {results['n_train']} upright digits"
+            f"{name}: {run['steps']} steps ({run['epochs']:.1f} epochs)"
+            f" on {results['n_train']} upright digits"
         )
     return "\n".join(lines)
+
+
+def format_timing(results: dict[str, Any]) -> str:
+    """How long the run took: the one line of the demo's output that depends on the machine and its load."""
+    return (
+        f"took {results['total_seconds']:.0f} s on {results['torch_threads']} torch thread(s) (training "
+        f"{results['training']['seconds']:.0f} s, fine-tuning {results['finetuning']['seconds']:.0f} s)"
+    )
 
 
 def save_plot(results: dict[str, Any], path: str | Path) -> Path:
@@ -328,6 +340,7 @@ def run_demo(
         "n_symmetry": len(subset),
         "seed": seed,
         "device": str(device),
+        "torch_threads": torch.get_num_threads(),
         "model": {"name": "vit_tiny_patch16_224", **VIT_CONFIG},
     }
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -337,6 +350,7 @@ def run_demo(
     Path(results["results_json"]).write_text(json.dumps(results, indent=2) + "\n")
     if verbose:
         print(format_table(results))
+        print(format_timing(results))
         print(f"plot: {results['plot']}\nresults: {results['results_json']}")
     return results
 

@@ -74,9 +74,14 @@ def test_quick_run_prints_the_table_and_writes_the_json(backbone, tmp_path, caps
     assert by_key["symmetrization"]["invariance_error"] < bare_error / 2
     assert by_key["cloning"]["invariance_error"] < bare_error / 2
     assert by_key["remul"]["invariance_error"] < 0.85 * bare_error
+    # every budget is a number of optimizer steps, and each row took exactly its own
     settings = results["settings"]
+    assert results["pretraining"]["steps"] == settings["pretrain_steps"] and not results["pretraining"]["reused"]
+    for key in ("bare", "canonicalization", "symmetrization", "remul"):
+        assert by_key[key]["training"]["steps"] == settings["steps"], key
     cloning = by_key["cloning"]["training"]
-    assert cloning["clone_steps"] > 0 and len(cloning["epochs"]) == settings["epochs"] - settings["clone_epochs"]
+    assert cloning["clone_steps"] == settings["clone_steps"] > 0
+    assert cloning["steps"] == settings["steps"] - settings["clone_steps"] > 0
 
 
 def test_checkpoint_of_the_small_vit_loads_without_an_adapter(tmp_path):
@@ -135,3 +140,56 @@ def test_timm_model_needs_a_checkpoint(capsys):
     with pytest.raises(SystemExit):
         example.parse_args(["--timm-model", "vit_small_patch16_224"])
     assert "--timm-model" in capsys.readouterr().err
+
+
+def test_the_pretrained_vit_is_reused_when_its_settings_match_and_pretrained_again_otherwise(tmp_path, capsys,
+                                                                                                monkeypatch):
+    pytest.importorskip("timm")
+    example = load_example()
+    generator = torch.Generator().manual_seed(0)
+    data = {"x_train": torch.rand(16, 1, 28, 28, generator=generator),
+            "y_train": torch.randint(10, (16,), generator=generator)}
+    settings = example.Settings(pretrain_steps=2, batch_size=8, progress=False)
+    output = tmp_path / "results.json"
+    x = torch.rand(3, 1, 28, 28, generator=generator)
+    pretrain = example.pretrain_small_vit
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return pretrain(*args, **kwargs)
+
+    monkeypatch.setattr(example, "pretrain_small_vit", counted)
+
+    first, info = example.pretrained_vit(data, settings, output)
+    assert "pretraining a small timm ViT" in capsys.readouterr().out and len(calls) == 1
+    assert not info["reused"] and info["steps"] == 2
+    saved = Path(info["saved_to"])
+    assert saved.is_file() and saved.parent == tmp_path and example.record_path(saved).is_file()
+
+    # the same settings: the saved weights come back, without training
+    again, info = example.pretrained_vit(data, settings, output)
+    assert "Reusing" in capsys.readouterr().out and len(calls) == 1
+    assert info["reused"] and info["steps"] == 2 and info["saved_to"] == str(saved)
+    assert torch.equal(again.eval()(x), first.eval()(x))
+
+    # other settings, --retrain, or weights that are not the ones recorded: pretrained again
+    changed = example.Settings(pretrain_steps=2, batch_size=8, progress=False, pretrain_lr=1e-3)
+    example.pretrained_vit(data, changed, output)
+    assert "pretrain_lr 0.003 -> 0.001" in capsys.readouterr().out and len(calls) == 2
+    example.pretrained_vit(data, changed, output, retrain=True)
+    assert "(--retrain)" in capsys.readouterr().out and len(calls) == 3
+    saved.write_bytes(saved.read_bytes()[:-1] + b"x")
+    example.pretrained_vit(data, changed, output)
+    assert "are not the ones" in capsys.readouterr().out and len(calls) == 4
+    _, info = example.pretrained_vit(data, changed, output)
+    assert info["reused"] and len(calls) == 4
+
+
+@pytest.mark.parametrize(("option", "value"), [("--steps", "1"), ("--steps", "ten"), ("--pretrain-steps", "0")])
+def test_budgets_are_whole_numbers_of_steps(option, value, capsys):
+    example = load_example()
+    with pytest.raises(SystemExit):
+        example.parse_args([option, value])
+    assert f"argument {option}: expected an integer >=" in capsys.readouterr().err
+    assert example.parse_args([option, "5"]).__dict__[option[2:].replace("-", "_")] == 5
