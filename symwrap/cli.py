@@ -132,13 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
                             help="comma-separated strategy names, or 'all' (default: %(default)s)")
     comparison.add_argument("--max-inference-ratio", type=float, default=None,
                             help="recommend only rows at most this many times slower than the bare backbone")
-    comparison.add_argument("--output-dir", default=None, help="also write compare.csv and compare.json there")
+    comparison.add_argument("--output-dir", default=None,
+                            help="write compare.csv, compare.json, the plots and each finished row (rows/) there; "
+                            "a later run with the same settings reads stored rows back instead of retraining them")
+    comparison.add_argument("--force", action="store_true", help="retrain the rows already stored in --output-dir")
+    comparison.add_argument("--no-progress", action="store_true", help="hide the progress bar of each row")
     diagnosis = commands.add_parser(
         "diagnose",
         help="where inside the backbone of a 'symwrap train' run the symmetry breaks: the error each layer adds",
         description="Load the model of a 'symwrap train' run, take one batch of its data, and print for every layer "
         "of its backbone the equivariance error of the layer's input and output under the run's group and the "
-        "error the layer adds, largest first (symwrap.diagnose).",
+        "error the layer adds, largest first; for continuous groups, each layer's Lie derivative carried to the "
+        "output (symwrap.diagnose).",
     )
     diagnosis.add_argument("directory", help="the run directory written by 'symwrap train'")
     diagnosis.add_argument("--layers", default="leaves", choices=("leaves", "blocks"),
@@ -147,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="which split the batch comes from (default: %(default)s)")
     diagnosis.add_argument("--samples", type=int, default=8,
                            help="sampled elements of groups with more than 16 elements (default: %(default)s)")
+    diagnosis.add_argument("--method", default="auto", choices=("auto", "elements", "lie"),
+                           help="'lie': each layer's Lie derivative pushed to the output (continuous groups); "
+                           "'elements': errors under group elements; 'auto': 'lie' for continuous groups "
+                           "(default: %(default)s)")
     diagnosis.add_argument("--top", type=int, default=None, help="show only the largest contributions")
     diagnosis.add_argument("--plot", default=None, metavar="PNG", help="write a bar chart of the contributions")
     evaluate = commands.add_parser(
@@ -175,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="cpu", help="torch device to run on (default: %(default)s)")
     bench = commands.add_parser("bench", help="run a benchmark; prints its table and writes it as CSV and JSON")
     bench.add_argument("name", help="the benchmark: canonicalization, nbody, graphs, cloning, relaxation, "
-                                       "fixed_inputs")
+                                       "fixed_inputs, scaling")
     bench.add_argument("--strategy", default=None,
                        help="benchmarks that compare strategies: which one (nbody: remul or symmetrization)")
     bench.add_argument("--quick", action="store_true", help="a small, fast version (a smoke test)")
@@ -307,16 +316,17 @@ def _compare(args: argparse.Namespace) -> None:
     report = compare(lambda: build_backbone(config.backbone), data.loader("train"), data.loader("test"),
                      group=config.group, input=input_action, output=output_action, strategies=strategies,
                      steps=args.steps, lr=config.training.lr, max_inference_ratio=args.max_inference_ratio,
-                     seed=config.training.seed)
+                     seed=config.training.seed, progress=not args.no_progress, output_dir=args.output_dir,
+                     force=args.force)
     print(report.table())
     if args.output_dir is not None:
-        print(f"wrote {report.save(args.output_dir)}")
+        print(f"wrote {args.output_dir} (compare.csv, compare.json, the plots, rows/)")
 
 
 def _diagnose(args: argparse.Namespace) -> None:
     """``symwrap diagnose``: the per-layer table of a run's backbone on one batch, and the chart when asked."""
     from .data import dataset_options, load_dataset
-    from .diagnosis import diagnose
+    from .diagnosis import LieDiagnosis, diagnose
     from .experiment import load_trained
     from .steps import split_batch
 
@@ -332,8 +342,10 @@ def _diagnose(args: argparse.Namespace) -> None:
                                  torch.utils.data.DataLoader(splits.split("train"), batch_size=splits.batch_size))))
     for name, group in model.groups.items():
         result = diagnose(model.backbone, x, group, input=model.input_action, output=model.output_action,
-                          layers=args.layers, n=args.samples, generator=torch.Generator().manual_seed(0))
-        print(f"{config.strategy} backbone under {name}, one {args.split} batch:")
+                          layers=args.layers, method=args.method, n=args.samples,
+                          generator=torch.Generator().manual_seed(0))
+        how = ", layer-wise Lie derivative" if isinstance(result, LieDiagnosis) else ""
+        print(f"{config.strategy} backbone under {name}, one {args.split} batch{how}:")
         print(result.table(args.top))
         if args.plot is not None:
             print(f"wrote {result.plot(args.plot)}")

@@ -247,6 +247,27 @@ def lie_derivative(
     Image inputs are interpolated (never the exact pixel path) so the derivative exists.
     Supports matrix Lie groups: SO2, O2, SO3, O3, SE3, E3 and T3.
     """
+    derivative, reference = lie_derivatives(model, x, group, input=input, output=output)
+    return float((derivative.norm(dim=1) / reference.clamp_min(eps)).mean())
+
+
+def lie_derivatives(
+    model: Model,
+    x: Any,
+    group: str | Group,
+    *,
+    input: ActionSpec,
+    output: ActionSpec = "invariant",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Lie derivatives behind :func:`lie_derivative`, one per input and generator: ``(derivative, norm)``.
+
+    ``derivative`` is ``(m·B, D)``, generator-major (rows ``i·B … (i+1)·B − 1`` belong to the basis element
+    ``i`` of ``group.lie_algebra()``, with ``x`` repeated m times by the input action), each row the flattened
+    ``d/dt [exp(−tA)·f(exp(tA)·x)]`` at t = 0; ``norm`` is ``‖f(x)‖`` per row ``(m·B,)``. Attention runs on
+    PyTorch's math kernel here, as the fused kernels have no forward-mode derivative.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     setup = _setup(model, x, group, input, output)
     group = setup.group
     input_action, output_action = setup.input_action.differentiable(), setup.output_action.differentiable()
@@ -268,8 +289,9 @@ def lie_derivative(
     with torch.no_grad():
         y = _checked(_call(model, x), model, output_action, setup.bound, batch)
         reference = _reference_norm(output_action, y, m)
-    _, derivative = torch.func.jvp(transformed, (t0,), (torch.ones_like(t0),))
-    return float((derivative.norm(dim=1) / reference.clamp_min(eps)).mean().detach())
+    with sdpa_kernel(SDPBackend.MATH):
+        _, derivative = torch.func.jvp(transformed, (t0,), (torch.ones_like(t0),))
+    return derivative.detach(), reference
 
 
 #: the relative error an exact model may show, per dtype: float round-off (as e3nn's ``assert_equivariant``)
