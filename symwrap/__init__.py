@@ -12,6 +12,7 @@ from .backbones import load_backbone
 from .compare import compare
 from .diagnosis import diagnose
 from .errors import SymwrapError
+from .export import export, export_onnx
 from .groups import get_group, list_groups, register_group
 from .registry import Registry
 from .strategies import SymmetricModel, get_strategy, list_strategies, register_strategy
@@ -29,6 +30,8 @@ __all__ = [
     "backbones",
     "compare",
     "diagnose",
+    "export",
+    "export_onnx",
     "fit",
     "get_action",
     "get_group",

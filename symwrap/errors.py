@@ -153,3 +153,8 @@ class ApproximationWarning(UserWarning):
 
 class EquivarianceAssertionError(SymwrapError, AssertionError):
     """:func:`symwrap.metrics.assert_equivariant` found a model further from equivariant than the tolerance."""
+
+
+class ExportError(SymwrapError, ValueError):
+    """:func:`symwrap.export` cannot give a plain module that computes the model's function (a sampled forward,
+    data ``torch.export`` cannot trace), or the module it built does not reproduce the model's outputs."""

@@ -40,7 +40,7 @@ def run_benchmark(name: str, *, quick: bool = False, output_dir: str | Path | No
 
     ``strategy`` picks the variant of benchmarks that compare strategies (``nbody``).
     """
-    from . import canonicalization, cloning, fixed_inputs, graphs, nbody, relaxation, scaling  # noqa: F401  - they register themselves
+    from . import canonicalization, cloning, fixed_inputs, graphs, mixed, nbody, relaxation, scaling  # noqa: F401  - they register themselves
 
     function = BENCHMARKS.get(name)
     parameters = inspect.signature(function).parameters

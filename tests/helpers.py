@@ -10,8 +10,8 @@ import torch
 import symwrap
 
 #: one concrete instance per registered group (patterns instantiated), plus products
-GROUP_NAMES = ["C1", "C4", "C5", "C8", "D1", "D4", "D6", "SO2", "O2", "SO3", "O3", "SO2z", "SO2y", "Mz", "My",
-               "S4", "S", "T1", "T2", "T3", "E3", "SE3", "SO3xS", "E3xS", "C4xS4"]
+GROUP_NAMES = ["C1", "C4", "C5", "C8", "D1", "D4", "D6", "SO2", "O2", "SO3", "O3", "SO2z", "SO2y", "O2z",
+               "O2y", "Mz", "My", "S4", "S", "T1", "T2", "T3", "E3", "SE3", "SO3xS", "E3xS", "C4xS4"]
 SET_SIZE = 5
 
 

@@ -64,6 +64,8 @@ CASES = [
     ("set", "S", lambda s: torch.randn(B, N, 4, generator=make_generator(s), dtype=torch.float64)),
     ("vector", "O3", lambda s: torch.randn(B, 3, generator=make_generator(s), dtype=torch.float64)),
     ("vector", "SE3", lambda s: torch.randn(B, 3, generator=make_generator(s), dtype=torch.float64)),
+    ("tensor", "O3", lambda s: torch.randn(B, 3, 3, generator=make_generator(s), dtype=torch.float64)),
+    ("tensor", "SO2z", lambda s: torch.randn(B, 3, 3, generator=make_generator(s), dtype=torch.float64)),
     ("point", "E3", lambda s: torch.randn(B, 3, generator=make_generator(s), dtype=torch.float64)),
     ("point", "T3", lambda s: torch.randn(B, 3, generator=make_generator(s), dtype=torch.float64)),
     ("invariant", "SO3", lambda s: torch.randn(B, 7, generator=make_generator(s), dtype=torch.float64)),

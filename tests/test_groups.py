@@ -916,8 +916,43 @@ def test_product_from_parts_builds_missing_factors_in_the_dtype_of_the_given_par
     assert permuted[0].dtype == torch.get_default_dtype()
 
 
+@pytest.mark.parametrize("group", [symwrap.get_group("O2z"), symwrap.get_group("O2y"), symwrap.groups.AxialO2("x")],
+                         ids=lambda g: g.name)
+def test_o2_about_an_axis_fixes_the_axis_and_is_half_reflections(group):
+    axis = "xyz".index(group.name[-1])
+    assert not group.special and group.dim == 3 and group.order is None
+    elements = group.sample(20000, generator=make_generator(8), dtype=torch.float64)
+    unit = torch.eye(3, dtype=torch.float64)[axis]
+    assert torch.allclose(elements @ unit, unit.expand(20000, 3), atol=1e-12)  # the axis stays put
+    assert torch.allclose(unit @ elements, unit.expand(20000, 3), atol=1e-12)  # and nothing is moved onto it
+    det = torch.linalg.det(elements)
+    assert torch.allclose(det.abs(), torch.ones_like(det), atol=1e-12)
+    fraction = float((det < 0).double().mean())
+    assert abs(fraction - 0.5) < 4 * math.sqrt(0.25 / 20000)
+    first, second = (axis + 1) % 3, (axis + 2) % 3  # where the in-plane direction `first` goes: uniform on the circle
+    angle = torch.atan2(elements[:, second, first], elements[:, first, first]).numpy()
+    assert stats.kstest(angle, "uniform", args=(-math.pi, 2 * math.pi)).pvalue > 1e-3
+    reflections = elements[det < 0]
+    assert torch.allclose(reflections @ reflections, torch.eye(3, dtype=torch.float64).expand_as(reflections),
+                          atol=1e-12)  # every improper element is a mirror (order 2)
+
+
+def test_o2_about_x_is_built_directly_and_contains_so2_about_its_axis():
+    assert symwrap.groups.AxialO2("x").name == "O2x" and symwrap.get_group("o2z").name == "O2z"
+    with pytest.raises(UnknownGroupError):
+        symwrap.get_group("O2w")
+    with pytest.raises(symwrap.errors.ConfigError, match="axis must be one of 'x', 'y', 'z'; got 'w'"):
+        symwrap.groups.AxialO2("w")
+    rotations = symwrap.get_group("SO2z").sample(8, generator=make_generator(9), dtype=torch.float64)
+    o2z = symwrap.get_group("O2z")
+    assert torch.allclose(o2z.exp(o2z.lie_algebra(dtype=torch.float64) * 0.7),
+                          symwrap.get_group("SO2z").rotation(torch.tensor([0.7], dtype=torch.float64)), atol=1e-12)
+    assert o2z.allclose(o2z.compose(rotations, o2z.inverse(rotations)), o2z.identity(8, dtype=torch.float64))
+
+
 LIE_BASIS_SHAPES = {"SO2": (1, 2, 2), "O2": (1, 2, 2), "SO3": (3, 3, 3), "O3": (3, 3, 3), "SO2z": (1, 3, 3),
-                    "SO2y": (1, 3, 3), "T3": (3, 3), "E3": (6, 4, 4), "SE3": (6, 4, 4)}
+                    "SO2y": (1, 3, 3), "O2z": (1, 3, 3), "O2y": (1, 3, 3),
+                    "T3": (3, 3), "E3": (6, 4, 4), "SE3": (6, 4, 4)}
 
 
 @pytest.mark.parametrize("name", LIE_BASIS_SHAPES)

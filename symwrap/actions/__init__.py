@@ -18,6 +18,7 @@ from .image import ImageAction, disc_mask
 from .neighbourhoods import knn_graph, radius_graph
 from .registry import ActionSpec, get_action, list_actions, register_action
 from .structured import DictAction
+from .tensors import TensorAction
 
 for _name, _cls in [
     ("image", ImageAction),
@@ -26,6 +27,7 @@ for _name, _cls in [
     ("scalars", ScalarsAction),
     ("set", SetAction),
     ("vector", VectorAction),
+    ("tensor", TensorAction),
     ("point", PointAction),
     ("graph", GraphAction),
     ("adjacency", AdjacencyAction),
@@ -50,6 +52,7 @@ __all__ = [
     "RegularAction",
     "ScalarsAction",
     "SetAction",
+    "TensorAction",
     "VectorAction",
     "VectorsAction",
     "disc_mask",

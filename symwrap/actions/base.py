@@ -26,6 +26,7 @@ from ..errors import (
     NonFiniteInputError,
 )
 from ..groups import Element, Group, element_batch_size
+from .tracing import is_tracing
 
 
 class Action(ABC):
@@ -100,7 +101,8 @@ class Action(ABC):
 
     # --- batching helpers -----------------------------------------------------------
     def batch_size(self, x: Any) -> int:
-        return int(self._require_tensor(x).shape[0])
+        """The number of samples in ``x`` (while tracing, a symbolic size, so the batch stays free in the graph)."""
+        return self._require_tensor(x).shape[0]
 
     def repeat(self, x: Any, k: int) -> Any:
         """k copies of the batch stacked along the batch dimension (copy-major)."""
@@ -197,6 +199,8 @@ class Action(ABC):
             )
 
     def _require_finite(self, x: torch.Tensor) -> None:
+        if is_tracing():  # validation only: a traced graph cannot branch on the values (see symwrap.export)
+            return
         if torch.is_floating_point(x) and not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).sum())
             raise NonFiniteInputError(

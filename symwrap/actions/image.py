@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ..errors import ActionError, IncompatibleGroupError
 from ..groups import Group
 from .base import Action
+from .tracing import is_tracing, outside_trace
 
 _EXACT_TOLERANCE = 1e-6
 
@@ -80,6 +81,16 @@ class ImageAction(Action):
     def act(self, group, g, x):
         self._check_element_count(g, group, x.shape[0])
         matrix = group.linear_part(g, dtype=x.dtype)
+        if is_tracing():
+            out = self._act_traced(group, matrix, x)
+        else:
+            out = self._act_eager(matrix, x)
+        if self.mask == "circle":
+            out = out * disc_mask(x.shape[-1], dtype=x.dtype, device=x.device)
+        return out
+
+    def _act_eager(self, matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Whole-pixel moves for the elements that are signed permutations, interpolation for the others."""
         if self.exact:
             rounded = matrix.round()
             integral = ((matrix - rounded).abs() < _EXACT_TOLERANCE).flatten(1).all(1)
@@ -94,10 +105,16 @@ class ImageAction(Action):
             out = torch.empty_like(x)
             out[exact] = _move_pixels(x[exact], rounded[exact])
             out[~exact] = self._interpolate(x[~exact], matrix[~exact])
-        if self.mask == "circle":
-            out = out * disc_mask(x.shape[-1], dtype=x.dtype, device=x.device)
         return out
 
+    def _act_traced(self, group: Group, matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The same moves with the choice made from the group, not from the element values, which a traced graph
+        cannot branch on: whole pixels when every element of ``group`` moves them exactly (the same gather as in
+        eager mode), interpolation otherwise (an exact angle of an interpolated group then differs from eager mode
+        by the interpolation's round-off only)."""
+        if outside_trace(lambda: self.acts_exactly(group)):
+            return _move_pixels(x, matrix.round(), distinct=False)
+        return self._interpolate(x, matrix)
 
     def _interpolate(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
         grid = _sampling_grid(x, matrix)
@@ -115,8 +132,9 @@ def disc_mask(size: int, *, dtype=None, device=None) -> torch.Tensor:
     return (radius2 <= (size / 2) ** 2).to(dtype or torch.get_default_dtype())
 
 
-def _move_pixels(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """Exact action of signed permutation matrices: a gather of whole pixels."""
+def _move_pixels(x: torch.Tensor, matrix: torch.Tensor, *, distinct: bool = True) -> torch.Tensor:
+    """Exact action of signed permutation matrices: a gather of whole pixels. ``distinct``: build each distinct
+    matrix's index once (a data-dependent size, so not while tracing; the index is the same either way)."""
     b, c, h, w = x.shape
     centre = (h - 1) / 2
     rows = torch.arange(h, device=x.device, dtype=torch.float64)
@@ -125,8 +143,11 @@ def _move_pixels(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     xs = (cols - centre)[None, :].expand(h, w)
     target = torch.stack([xs.reshape(-1), ys.reshape(-1)], 0)  # (2, HW)
     # a batch of k copies holds at most |G| distinct matrices: build each one's pixel index once
-    distinct, which = torch.unique(matrix.to(torch.float64).flatten(1), dim=0, return_inverse=True)
-    source = distinct.reshape(-1, 2, 2).transpose(-1, -2) @ target  # output p takes input M⁻¹p
+    if distinct:
+        matrices, which = torch.unique(matrix.to(torch.float64).flatten(1), dim=0, return_inverse=True)
+    else:
+        matrices, which = matrix.to(torch.float64).flatten(1), torch.arange(b, device=x.device)
+    source = matrices.reshape(-1, 2, 2).transpose(-1, -2) @ target  # output p takes input M⁻¹p
     src_col = (source[:, 0] + centre).round().long()
     src_row = (centre - source[:, 1]).round().long()
     index = (src_row * w + src_col)[which].unsqueeze(1).expand(b, c, h * w)

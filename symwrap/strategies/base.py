@@ -114,6 +114,8 @@ class SymmetricModel(nn.Module):
     group_weights_field: ClassVar[str | None] = None
     #: read by ``transformers.Trainer``: ``forward`` takes no loss keywords (``num_items_in_batch``)
     accepts_loss_kwargs: ClassVar[bool] = False
+    #: whether ``forward`` is the backbone's prediction untouched (REMUL, cloning): :meth:`export` gives the backbone
+    predicts_with_backbone: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -238,6 +240,19 @@ class SymmetricModel(nn.Module):
         from ..summary import summary
 
         return summary(self)
+
+    # --- exporting -------------------------------------------------------------------------------
+    def export(self, example_input: Any, *, check: bool = True) -> nn.Module:
+        """A plain ``nn.Module`` computing this model's evaluation-mode function with no symwrap import at run time:
+        the backbone for REMUL and cloning, a ``torch.export`` graph otherwise (see :func:`symwrap.export`)."""
+        from ..export import export
+
+        return export(self, example_input, check=check)
+
+    def export_obstacle(self, x: Any) -> str | None:
+        """Why the evaluation-mode forward on inputs like ``x`` is no fixed function that :meth:`export` could give
+        (it samples, say), with what to set instead; ``None`` (the default) when it is one."""
+        return None
 
     # --- saving --------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, *, overwrite: bool = False, trainable_only: bool = False,

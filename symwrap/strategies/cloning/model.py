@@ -142,6 +142,8 @@ class Cloning(SymmetricModel):
         return self
 
     # --- inference: the bare student ------------------------------------------------------------------
+    predicts_with_backbone = True
+
     def forward(self, x: Any) -> Any:
         """The student's prediction, untouched."""
         self._check_input(x)

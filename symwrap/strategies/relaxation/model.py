@@ -138,8 +138,6 @@ class Relaxation(SymmetricModel):
         restore_modes(list(zip(copied.modules(), modes)))
         return _without_hooks(copied)
 
-    export = project
-
     def is_exact(self, x: Any) -> bool:
         """No promise beyond the backbone's own: in eval mode this model IS the backbone."""
         return False

@@ -86,6 +86,8 @@ class Remul(SymmetricModel):
         return names[0] if len(names) == 1 else names
 
     # --- inference: the bare backbone ---------------------------------------------------------
+    predicts_with_backbone = True
+
     def forward(self, x: Any) -> Any:
         """The backbone's prediction, untouched: REMUL adds nothing at inference."""
         self._check_input(x)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import torch
 
 from ...actions import group_copies
+from ...actions.tracing import is_tracing
 from ...errors import ConfigError
 from ..approximation import warn_approximation
 from ..base import StrategyConfig, SymmetricModel
@@ -96,9 +97,17 @@ class Averaging(SymmetricModel):
         y = self.run_backbone(self.input_action.act(group, group.inverse(g), x_rep))
         copies = self.output_action.act(group, g, y)
         mean = self.output_action.mean(copies, k)
-        if k > 1 and k not in self._monte_carlo_warned and not self._enumerates(x):
+        if k > 1 and k not in self._monte_carlo_warned and not is_tracing() and not self._enumerates(x):
             self._warn_if_uncertain(copies, mean, k)
         return mean
+
+    def export_obstacle(self, x: Any) -> str | None:
+        if self._enumerates(x):
+            return None
+        samples = self.config.samples_for(False)
+        return (f"over {self.group.name} it averages {samples} Haar-sampled elements per input, drawn afresh on "
+                "every call, which no fixed module reproduces. Use a finite group (averaged over every element), "
+                "strategy='frames' for point sets, or strategy='canonicalization'")
 
     def _enumerates(self, x: Any) -> bool:
         """Whether every element of the group bound to ``x`` is averaged over (no Monte Carlo estimate, so no

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from typing import Any, ClassVar
 
 import torch
 
+from ...actions.tracing import is_tracing
 from ...errors import ActionError, ConfigError, IncompatibleGroupError
 from ...geometry import principal_axes
 from ...groups import Group, haar_rotations
@@ -59,16 +61,21 @@ def pca_frames(
         degenerate (B,): samples whose spectrum was (nearly) degenerate and whose
             frame is Haar-random instead.
     """
-    batch, _, d = points.shape
+    d = points.shape[-1]
     eigenvectors, centroid, degenerate = principal_axes(points, degenerate_tol)
 
-    signs = torch.tensor(list(itertools.product([1.0, -1.0], repeat=d)), dtype=torch.float64, device=points.device)
+    choices = list(itertools.product([1.0, -1.0], repeat=d))
+    signs = torch.tensor(choices, dtype=torch.float64, device=points.device)
     frames = eigenvectors.unsqueeze(1) * signs[None, :, None, :]  # (B, 2^d, d, d)
-    if special:
-        keep = torch.linalg.det(eigenvectors)[:, None] * signs.prod(-1)[None, :] > 0  # (B, 2^d)
-        frames = frames[keep].reshape(batch, -1, d, d)
+    if special:  # keep the sign choices with det +1, in order: those of even parity where det(axes) > 0
+        even = [i for i, choice in enumerate(choices) if math.prod(choice) > 0]
+        odd = [i for i, choice in enumerate(choices) if math.prod(choice) < 0]
+        positive = (torch.linalg.det(eigenvectors) > 0)[:, None, None, None]
+        frames = torch.where(positive, frames[:, even], frames[:, odd])
 
-    if bool(degenerate.any()):
+    # a traced graph (torch.export) cannot branch on the data: there degenerate samples keep their coordinate-axes
+    # frame, deterministic but not equivariant, where eager mode draws Haar-random ones (equivariant in distribution)
+    if not is_tracing() and bool(degenerate.any()):
         count = int(degenerate.sum()) * frames.shape[1]
         random = haar_rotations(count, d, generator=generator, device=points.device, dtype=torch.float64)
         if not special:

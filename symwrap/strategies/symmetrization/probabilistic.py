@@ -71,6 +71,14 @@ class Symmetrization(SymmetricModel):
             return self.symmetrize(x, self.config.num_samples_train)
         return self.symmetrize(x, self.config.num_samples_eval, mode=self.config.eval_sampling == "mode")
 
+    def export_obstacle(self, x: Any) -> str | None:
+        if self.config.eval_sampling == "mode":
+            return None
+        return (f"with eval_sampling={self.config.eval_sampling!r} its evaluation samples elements from p(g|x) on "
+                "every call, which no fixed module reproduces. Wrap it with eval_sampling='mode', "
+                "num_samples_eval=1 (the interface's most likely element, deterministic), or set "
+                "model.config.eval_sampling = 'mode' and model.config.num_samples_eval = 1 before exporting")
+
     def symmetrize(self, x: Any, k: int, noise: torch.Tensor | None = None, mode: bool = False) -> Any:
         """The k-sample estimate of E_{g~p(g|x)} g·φ(g⁻¹·x); ``noise`` and ``mode`` as in :meth:`sample`.
 
