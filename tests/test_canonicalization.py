@@ -657,7 +657,7 @@ def test_identity_metric_of_frames_counts_the_frames_near_the_identity():
     ("contrastive_weight", -1.0, "contrastive_weight must be >= 0; got -1.0"),
     ("artifact_weight", -2.0, "artifact_weight must be >= 0; got -2.0"),
     ("temperature", 0.0, "temperature must be > 0; got 0.0"),
-    ("canonicalizer_input_size", 3, "canonicalizer_input_size must be >= 4 pixels; got 3"),
+    ("canonicalizer_input_size", 3, "canonicalizer_input_size must be 'auto', None or >= 4 pixels; got 3"),
     ("embedding_dim", 0, "embedding_dim must be >= 1; got 0"),
     ("hidden", 0, "hidden must be >= 1; got 0"),
     ("in_channels", 0, "in_channels must be >= 1; got 0"),
@@ -938,3 +938,73 @@ def test_canonicalization_draws_its_random_elements_from_the_configured_seed(gro
         total = model.canonicalizer_loss(x)["total"] + model.loss(model(x), torch.zeros(size[0], 3), x)["total"]
         losses.append(float(total))
     assert losses[0] == losses[1] and losses[0] != losses[2]
+
+
+# --- the cheap defaults: a small look at the image, narrow networks ---------------------------------------
+
+
+@pytest.mark.parametrize("kind, hidden", [("equivariant", 8), ("contrastive", 16)])
+def test_image_defaults_are_resolved_at_wrap_and_recorded(kind, hidden):
+    pytest.importorskip("escnn")
+    from symwrap.strategies.canonicalization.config import DEFAULT_IMAGE_INPUT_SIZE
+
+    model = symwrap.wrap(small_cnn(), group="C4", strategy="canonicalization", input="image", output="invariant",
+                         canonicalizer=kind)
+    assert model.config.canonicalizer_input_size == DEFAULT_IMAGE_INPUT_SIZE == 32
+    assert model.config.hidden == hidden
+    points = symwrap.wrap(nn.Sequential(nn.Flatten(), nn.Linear(15, 3)), group="SO3", strategy="canonicalization",
+                          input="points", output="vector")
+    assert points.config.canonicalizer_input_size is None and points.config.hidden == 16
+    explicit = symwrap.wrap(small_cnn(), group="C4", strategy="canonicalization", input="image",
+                            canonicalizer=kind, canonicalizer_input_size=None, hidden=3)
+    assert explicit.config.canonicalizer_input_size is None and explicit.config.hidden == 3
+
+
+class _Recorder(nn.Module):
+    """A contrastive network that remembers the image sizes it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+        self.head = nn.Linear(1, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(x.shape[-1])
+        return self.head(x.mean(dim=(1, 2, 3))[:, None])
+
+
+@pytest.mark.parametrize("side, seen", [(48, 32), (32, 32), (20, 20)])
+def test_the_default_input_size_shrinks_large_images_and_never_enlarges_small_ones(side, seen):
+    recorder = _Recorder()
+    model = symwrap.wrap(nn.Sequential(nn.Flatten(), nn.Linear(side * side, 3)), group="C4",
+                         strategy="canonicalization", input="image", output="invariant",
+                         canonicalizer_network=recorder, embedding_dim=4).eval()
+    model(torch.randn(2, 1, side, side))
+    assert recorder.sizes == [seen]
+
+
+@pytest.mark.parametrize("group", ["C4", "C8"])
+@pytest.mark.parametrize("kind", ["equivariant", "contrastive"])
+def test_defaults_on_large_images_stay_exact_on_quarter_turns(group, kind):
+    pytest.importorskip("escnn")
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 5, stride=4), nn.Flatten(), nn.Linear(4 * 11 * 11, 5))
+    model = symwrap.wrap(cnn, group=group, strategy="canonicalization", input="image", output="invariant",
+                         canonicalizer=kind).eval()
+    x = torch.randn(3, 3, 48, 48)  # resized to 32 for the canonicalizer
+    assert invariance_error(model, x, "C4", input="image") <= 1e-5
+    assert invariance_error(model.backbone, x, "C4", input="image") > 1e-2
+
+
+def test_canonical_element_is_equivariant_and_agrees_with_the_identity_metric():
+    torch.manual_seed(0)
+    model = symwrap.wrap(small_cnn(), group="C4", strategy="canonicalization", input="image", output="invariant",
+                         canonicalizer="contrastive", in_channels=1).eval()
+    group = model.group
+    x = torch.randn(6, 1, 13, 13)
+    h = group.elements()[torch.tensor([0, 1, 2, 3, 1, 2])]
+    turned = model.input_action.act(group, h, x)
+    expected = group.index(group.compose(h, model.canonical_element(x)))
+    assert torch.equal(group.index(model.canonical_element(turned)), expected)
+    identity = group.index(group.identity(1))
+    assert model.identity_metric(x) == float((group.index(model.canonical_element(x)) == identity).double().mean())

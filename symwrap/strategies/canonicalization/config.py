@@ -10,6 +10,13 @@ from ..base import StrategyConfig
 
 CANONICALIZERS = ("auto", "contrastive", "equivariant", "pca")
 GRADIENTS = ("straight_through", "gumbel", "none")
+#: what ``canonicalizer_input_size="auto"`` means for images: the canonicalizer looks at (at most) this many
+#: pixels a side; picked from the accuracy/cost curve of ``symwrap_bench.canonicalization_curve``
+#: (docs/strategies/canonicalization.md, "Cost")
+DEFAULT_IMAGE_INPUT_SIZE = 32
+#: what ``hidden=None`` means: the width of each default canonicalizer network (for images picked from the same
+#: curve; escnn widths count regular fields, each |G| channels wide)
+DEFAULT_HIDDEN = {"image-equivariant": 8, "image-contrastive": 16, "other": 16}
 
 
 @dataclasses.dataclass
@@ -45,7 +52,9 @@ class CanonicalizationConfig(StrategyConfig):
             ``"gumbel"`` (Gumbel-softmax straight-through) or ``"none"``.
         temperature: softmax temperature of the group scores.
         embedding_dim: embedding size of the default contrastive network.
-        hidden: width of the default canonicalizer networks.
+        hidden: width of the default canonicalizer networks. ``None`` (the default) picks one per network at
+            ``wrap()`` and records it here: :data:`DEFAULT_HIDDEN` (image networks are narrow because they are
+            the whole cost of canonicalization; see the "Cost" section of the docs).
         in_channels: image channels the default image canonicalizer networks are built for. ``None`` (the
             default) reads them from the backbone at ``wrap()`` (its first ``nn.Conv2d``, or a Hugging Face
             ``config.num_channels``) and records the number here; a backbone that does not tell (an MLP on
@@ -53,7 +62,9 @@ class CanonicalizationConfig(StrategyConfig):
         canonicalizer_input_size: resize images to this side length (bilinear, antialiased)
             before the canonicalizer network sees them; the backbone still gets full
             resolution. Resizing a square image commutes with its quarter turns and flips,
-            so finite-group canonicalization stays exact. ``None`` keeps the full size.
+            so finite-group canonicalization stays exact. ``"auto"`` (the default) is
+            :data:`DEFAULT_IMAGE_INPUT_SIZE` for images, never enlarging a smaller image (resolved at
+            ``wrap()`` and recorded here; nothing for data without a grid); ``None`` keeps the full size.
     """
 
     strategy: ClassVar[str] = "canonicalization"
@@ -64,9 +75,9 @@ class CanonicalizationConfig(StrategyConfig):
     gradient: str = "straight_through"
     temperature: float = 1.0
     embedding_dim: int = 32
-    hidden: int = 16
+    hidden: int | None = None
     in_channels: int | None = None
-    canonicalizer_input_size: int | None = None
+    canonicalizer_input_size: int | str | None = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,8 +90,9 @@ class CanonicalizationConfig(StrategyConfig):
                 raise ConfigError(f"{name} must be >= 0; got {getattr(self, name)}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0; got {self.temperature}")
-        if self.canonicalizer_input_size is not None and self.canonicalizer_input_size < 4:
-            raise ConfigError(f"canonicalizer_input_size must be >= 4 pixels; got {self.canonicalizer_input_size}")
+        size = self.canonicalizer_input_size
+        if size is not None and size != "auto" and (isinstance(size, (bool, str)) or size < 4):
+            raise ConfigError(f"canonicalizer_input_size must be 'auto', None or >= 4 pixels; got {size!r}")
         for name in ("embedding_dim", "hidden", "in_channels"):
             value = getattr(self, name)
             if value is not None and value < 1:

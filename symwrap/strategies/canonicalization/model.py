@@ -24,7 +24,7 @@ from ..base import SymmetricModel
 from ..registry import register_strategy
 from . import defaults as _defaults  # noqa: F401 - registers the default frames
 from .canonicalizers import ContrastiveScorer, EquivariantScorer, PCAFrame, RegressedFrame, VectorNeuronFrame
-from .config import CanonicalizationConfig
+from .config import DEFAULT_HIDDEN, DEFAULT_IMAGE_INPUT_SIZE, CanonicalizationConfig
 
 #: finite groups up to this order are canonicalized by scoring every element
 MAX_EXHAUSTIVE_ORDER = 1024
@@ -72,7 +72,7 @@ class Canonicalization(SymmetricModel):
             raise IncompatibleGroupError(
                 f"canonicalization of an infinite group needs rotations to build frames from; got {group.name}"
             )
-        if config.canonicalizer_input_size is not None and input_action.grid_axes == 0:
+        if isinstance(config.canonicalizer_input_size, int) and input_action.grid_axes == 0:
             raise ConfigError(f"canonicalizer_input_size resizes images (data on a grid); the input here is "
                               f"{input_action.spec()!r}, which has no grid")
         self.config = config = resolve_config(config, group, input_action, self.backbone, canonicalizer_network)
@@ -114,14 +114,19 @@ class Canonicalization(SymmetricModel):
         """Scores of every group element for ``x`` (one batched canonicalizer call); fills ``_last``."""
         action, config = self.input_action, self.config
         small = self._shrink(x)
-        group, small_rep, g_all, k = group_copies(action, self.group, small, samples=1,
+        uses_copies = self.canonicalizer.uses_copies
+        # an equivariant scorer looks at the small image once: enumerate the elements without copying it k times
+        probe = small
+        if not uses_copies and action.grid_axes > 0 and isinstance(small, torch.Tensor):
+            probe = small[(slice(None),) + (slice(0, 1),) * (small.ndim - 1)]
+        group, small_rep, g_all, k = group_copies(action, self.group, probe, samples=1,
                                                   max_exhaustive_order=MAX_EXHAUSTIVE_ORDER)
         if not group.is_finite or k != group.order:
             raise IncompatibleGroupError(
                 f"{self.group.name} has more than {MAX_EXHAUSTIVE_ORDER} elements for this input: too many to score"
             )
         scored_copies = None
-        if self.canonicalizer.uses_copies:  # copy i of the canonicalizer's input is g_i⁻¹·x
+        if uses_copies:  # copy i of the canonicalizer's input is g_i⁻¹·x (turned at the small size)
             scored_copies = action.act(group, group.inverse(g_all), small_rep)
         scores, embeddings = self.canonicalizer(small, scored_copies, k)
         logits = scores / config.temperature
@@ -178,9 +183,9 @@ class Canonicalization(SymmetricModel):
         return bound, bound.from_parts(linear=rotation, translation=translation)
 
     def _shrink(self, x: Any) -> Any:
-        """Grid data (images) at the canonicalizer's input size (when one is set)."""
+        """Grid data (images) at the canonicalizer's input size (when one is set), never enlarged."""
         size = self.config.canonicalizer_input_size
-        if size is None or x is None:
+        if size is None or x is None or max(x.shape[-self.input_action.grid_axes:]) <= size:
             return x
         return self.input_action.resize(x, size)
 
@@ -296,6 +301,17 @@ class Canonicalization(SymmetricModel):
         return ((moved - bound.linear_part(h, dtype=rotation.dtype) @ rotation) ** 2).sum((1, 2)).mean()
 
     @torch.no_grad()
+    def canonical_element(self, x: Any) -> Any:
+        """The canonical element g_x of each input, batched (finite groups: the group's elements; continuous
+        groups: the frame's group element), without running the backbone."""
+        self._check_input(x)
+        if self.discrete:
+            _, g_all, _, logits = self._score_discrete(x)
+            batch = logits.shape[0]
+            return select(g_all, logits.argmax(dim=1) * batch + torch.arange(batch, device=logits.device))
+        return self._frame(x)[1]
+
+    @torch.no_grad()
     def identity_metric(self, x: Any, tolerance: float = 0.1) -> float:
         """Fraction of ``x`` canonicalized to the identity (continuous groups: ‖R − I‖_F < tolerance)."""
         self.forward(x)
@@ -320,7 +336,14 @@ def resolve_config(
     channels_first_grid = input_action.grid_axes > 0 and input_action.channel_axis == 1
     if in_channels is None and network is None and kind != "pca" and channels_first_grid:
         in_channels = _channels_from_backbone(backbone, kind)
-    return dataclasses.replace(config, canonicalizer=kind, in_channels=in_channels)
+    size = config.canonicalizer_input_size
+    if size == "auto":
+        size = DEFAULT_IMAGE_INPUT_SIZE if input_action.grid_axes > 0 else None
+    hidden = config.hidden
+    if hidden is None:
+        hidden = DEFAULT_HIDDEN[f"image-{kind}" if channels_first_grid and kind != "pca" else "other"]
+    return dataclasses.replace(config, canonicalizer=kind, in_channels=in_channels, canonicalizer_input_size=size,
+                               hidden=hidden)
 
 
 def default_canonicalizer(group: Group, input_action) -> str:
