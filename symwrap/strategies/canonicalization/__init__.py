@@ -9,11 +9,13 @@ from .canonicalizers import (
     VectorNeuronFrame,
     orthonormal_frame,
 )
-from .config import CanonicalizationConfig
+from .config import DEFAULT_HIDDEN, DEFAULT_IMAGE_INPUT_SIZE, CanonicalizationConfig
 from .model import Canonicalization
 from .networks import ImageEncoder, PointEncoder
 
 __all__ = [
+    "DEFAULT_HIDDEN",
+    "DEFAULT_IMAGE_INPUT_SIZE",
     "Canonicalization",
     "CanonicalizationConfig",
     "ContrastiveScorer",

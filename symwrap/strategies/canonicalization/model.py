@@ -137,7 +137,8 @@ class Canonicalization(SymmetricModel):
 
     def _canonicalize_continuous(self, x: Any):
         bound, g = self._frame(x)
-        if not self.training and not self._frame_checked and isinstance(self.canonicalizer, RegressedFrame):
+        if (not self.training and not self._frame_checked and isinstance(self.canonicalizer, RegressedFrame)
+                and not torch.compiler.is_exporting()):
             self._frame_checked = True
             self._warn_if_frame_is_far_off(x, self._last["rotation"])
         return bound, g, self.input_action.act(bound, bound.inverse(g), x)
