@@ -17,7 +17,8 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 #: languages a fence may carry; a block that should run must say ``python``
 FENCE_LANGUAGES = {"python", "bash", "console", "text", "yaml", "toml", "json"}
 #: optional extras a snippet may import; without them installed its test is skipped
-OPTIONAL_MODULES = {"escnn", "lightning", "accelerate", "timm", "transformers", "torch_geometric", "mlxtend", "peft"}
+OPTIONAL_MODULES = {"escnn", "lightning", "accelerate", "timm", "transformers", "torch_geometric", "mlxtend", "peft",
+                    "onnx", "onnxscript", "onnxruntime"}
 
 
 def test_quickstart_example_runs_and_reaches_round_off(capsys):
