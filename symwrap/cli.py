@@ -184,9 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="cpu", help="torch device to run on (default: %(default)s)")
     bench = commands.add_parser("bench", help="run a benchmark; prints its table and writes it as CSV and JSON")
     bench.add_argument("name", help="the benchmark: canonicalization, nbody, graphs, cloning, relaxation, "
-                                       "fixed_inputs, scaling")
+                                       "fixed_inputs, scaling, mixed")
     bench.add_argument("--strategy", default=None,
-                       help="benchmarks that compare strategies: which one (nbody: remul or symmetrization)")
+                       help="benchmarks that compare strategies: which (nbody: remul, symmetrization, augmentation)")
     bench.add_argument("--quick", action="store_true", help="a small, fast version (a smoke test)")
     bench.add_argument(
         "--output-dir", default="outputs/bench", help="where the CSV and JSON go (default: %(default)s)"

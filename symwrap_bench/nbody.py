@@ -286,12 +286,18 @@ def _symmetrization_benchmark(settings: NBodySettings) -> dict[str, Any]:
 def nbody_benchmark(quick: bool = False, output_dir: str | Path | None = None,
                     strategy: str = "remul") -> dict[str, Any]:
     """``strategy="remul"``: the REMUL table and β sweep; ``"symmetrization"``: probabilistic symmetrization
-    against group averaging, frame averaging and canonicalization."""
+    against group averaging, frame averaging and canonicalization; ``"augmentation"``: REMUL against rotation
+    augmentation at equal steps and equal wall time (:mod:`symwrap_bench.nbody_augmentation`)."""
     settings = NBodySettings.quick() if quick else NBodySettings()
     if strategy == "symmetrization":
         return _symmetrization_benchmark(settings)
+    if strategy == "augmentation":
+        from .nbody_augmentation import augmentation_benchmark
+
+        return augmentation_benchmark(quick)
     if strategy != "remul":
-        raise ConfigError(f"the nbody benchmark compares 'remul' or 'symmetrization'; got strategy={strategy!r}")
+        raise ConfigError("the nbody benchmark compares 'remul', 'symmetrization' or 'augmentation'; "
+                          f"got strategy={strategy!r}")
     start = time.perf_counter()
     largest = max(settings.sizes)
     data = load_nbody(n_train=largest, n_val=0, n_test=settings.n_test, seed=settings.seed)
