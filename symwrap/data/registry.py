@@ -276,18 +276,18 @@ def fashion_mnist(
 
 
 # --- particles -------------------------------------------------------------------------------------------
-class _NBodyDataset(Dataset):
-    """``({"pos", "vel", "charge"}, target)`` pairs of an :class:`~symwrap.data.NBodyData`."""
+class _FieldsDataset(Dataset):
+    """``({field: data.field[i] ...}, data.target[i])`` pairs of a data object holding one tensor per field
+    (an :class:`~symwrap.data.NBodyData`: pos, vel, charge; an :class:`~symwrap.data.InertiaData`: pos, mass)."""
 
-    def __init__(self, data: Any) -> None:
-        self.data = data
+    def __init__(self, data: Any, fields: tuple[str, ...]) -> None:
+        self.data, self.fields = data, fields
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, index: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        data = self.data
-        return {"pos": data.pos[index], "vel": data.vel[index], "charge": data.charge[index]}, data.target[index]
+        return {name: getattr(self.data, name)[index] for name in self.fields}, self.data.target[index]
 
 
 @register_dataset("nbody")
@@ -317,7 +317,7 @@ def nbody(
     splits = load_nbody(n_train, n_val, n_test, NBodyConfig(**settings), seed=seed)
     if not len(splits["train"]):
         raise ConfigError("n_train must be at least 1")
-    datasets = {name: _NBodyDataset(data) for name, data in splits.items()}
+    datasets = {name: _FieldsDataset(data, ("pos", "vel", "charge")) for name, data in splits.items()}
     return DatasetSplits(
         train=datasets["train"],
         val=_or_none(datasets["val"]),
@@ -327,20 +327,6 @@ def nbody(
         output="points",
         seed=seed,
     )
-
-
-class _InertiaDataset(Dataset):
-    """``({"pos", "mass"}, target)`` pairs of an :class:`~symwrap.data.InertiaData`."""
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        data = self.data
-        return {"pos": data.pos[index], "mass": data.mass[index]}, data.target[index]
 
 
 @register_dataset("modified_inertia")
@@ -363,7 +349,7 @@ def modified_inertia(
     _common(batch_size, seed)
     sizes = {"train": _count("n_train", n_train, 1), "val": _count("n_val", n_val), "test": _count("n_test", n_test)}
     datasets = {
-        name: _InertiaDataset(sample(size, alpha=alpha, points=points, axis=axis, seed=seed + offset))
+        name: _FieldsDataset(sample(size, alpha=alpha, points=points, axis=axis, seed=seed + offset), ("pos", "mass"))
         for offset, (name, size) in enumerate(sizes.items())
     }
     return DatasetSplits(
