@@ -45,8 +45,9 @@ class ElementSet:
     Attributes:
         title: what the set is (``"elements of C4"``, ``"rotations about z"``).
         group: the group whose elements they are (bound to the data before use).
-        labels, angles, reflections: per element: a name, the rotation angle in degrees (``None``
-            where there is none) and whether it reverses orientation.
+        labels: a name per element.
+        angles: the rotation angle of each element in degrees (``None`` where there is none).
+        reflections: whether each element reverses orientation.
         make: ``(bound group, device, dtype) -> Element`` with ``len(labels)`` elements.
         in_group: whether the elements belong to the model's group (``False`` for the grid
             around a finite group, where equivariance is not promised).
@@ -178,8 +179,9 @@ def element_sets(group: Group | str, input: Action, output: Action, *, angles: i
 
     Args:
         group: the model's group.
-        input, output: the model's actions (the grid around a finite group is only added when they
+        input: the model's input action (the grid around a finite group is only added when both actions
             take the continuous group).
+        output: the model's output action.
         angles: rotation angles of the grid (0: no grid).
         axis: the axis of 3-D rotations (``"x"``, ``"y"`` or ``"z"``).
         max_elements: finite groups above this order are sampled.
@@ -242,7 +244,8 @@ def evaluate_model(
     Args:
         model: the model (put in eval mode here).
         batches: ``(x, y)`` batches (a ``DataLoader``).
-        input, output: its actions.
+        input: its input action.
+        output: its output action.
         sets: what to evaluate, from :func:`element_sets`.
         device: where to run.
         eps: floor of ``‖f(x)‖`` in the relative error.
@@ -416,7 +419,9 @@ def evaluate_run(
         data: another registered data set to evaluate on (default: the training one); it gets the
             training data options it accepts.
         split: ``"test"``, ``"val"`` or ``"train"``.
-        angles, axis, max_elements: which elements, see :func:`element_sets`.
+        angles: rotation angles of the grid, see :func:`element_sets`.
+        axis: the axis of 3-D rotations, see :func:`element_sets`.
+        max_elements: finite groups above this order are sampled, see :func:`element_sets`.
         batch_size: override the data set's batch size.
         device: where to run.
     """
