@@ -14,9 +14,9 @@ ratio to it, along four axes:
 * ``B``: the batch size, for one setting of each strategy.
 
 Peak memory: the peak of the bytes held by tensors that torch allocates during one forward pass (no gradients),
-from :mod:`torch.profiler` with ``profile_memory=True`` (allocations and frees replayed in time order; memory held
-before the call, such as the weights and the input, is not counted). Its limit is the same multiple of the bare
-backbone's peak.
+from :mod:`torch.profiler` with ``profile_memory=True`` (:func:`symwrap_bench.peak_memory.peak_bytes`: the
+allocator's running total during the call minus the total before it, so the weights and the input are not
+counted). Its limit is the same multiple of the bare backbone's peak.
 
 The goal line of each strategy (issue 20): every point within 1.25× of its limit once the backbone is at least as
 costly as the tiny ViT (for points: where the bare point MLP is measured, in this run, to take at least the
@@ -35,6 +35,7 @@ from torch import nn
 from symwrap import wrap
 
 from . import register_benchmark
+from .peak_memory import peak_bytes
 from .timing import format_table, median_seconds
 
 #: the scaling goal: every point within this factor of its limit once the backbone costs a tiny ViT
@@ -92,22 +93,6 @@ def tiny_vit(image_size: int, depth: int = 12) -> nn.Module:
                              patch_size=max(image_size // 4, 1), num_classes=10, depth=depth)
 
 
-def peak_bytes(fn: Callable[[], object]) -> int:
-    """The peak of the bytes held by tensors allocated during ``fn()`` (torch.profiler, ``profile_memory=True``):
-    allocations (each op's own) and frees replayed in time order; memory held before the call is not counted."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    changes = sorted((event.time_range.start, event.self_cpu_memory_usage) for event in prof.events()
-                     if event.self_cpu_memory_usage)
-    live = peak = 0
-    for _, change in changes:
-        live += change
-        peak = max(peak, live)
-    return peak
-
-
 def measure(backbone: Callable[[Any], object], model: Callable[[Any], object], x: torch.Tensor, multiple: int,
             settings: ScalingSettings) -> dict[str, Any]:
     """Time (interleaved medians) and peak memory of ``model(x)`` against the bare ``backbone(x)``, with limit
@@ -117,6 +102,8 @@ def measure(backbone: Callable[[Any], object], model: Callable[[Any], object], x
     calls = {"bare": lambda: backbone(x), "batched": lambda: backbone(repeated), "wrapped": lambda: model(x)}
     seconds = median_seconds(calls, repeats=settings.repeats, warmup=settings.warmup)
     bare_bytes, wrapped_bytes = peak_bytes(calls["bare"]), peak_bytes(calls["wrapped"])
+    if bare_bytes is None or wrapped_bytes is None:  # this torch's profiler reports no allocations
+        bare_bytes = wrapped_bytes = float("nan")
     limit = multiple * seconds["bare"]
     memory_limit = multiple * bare_bytes
     return {
