@@ -1,6 +1,7 @@
-"""The optimizer-step loop every trainer in symwrap shares: :func:`symwrap.fit` (epochs, validation, checkpoints,
-DDP), cloning's ``clone()``/``fine_tune()``, the benchmarks and the demo all step through :func:`optimizer_step`,
-read batches with :func:`split_batch`, and the step-budgeted ones run :func:`run_steps`.
+"""The optimizer-step loop every trainer in symwrap shares: cloning's ``clone()``/``fine_tune()``, the benchmarks
+and the demo step through :func:`optimizer_step`, and :func:`symwrap.fit` (epochs, validation, checkpoints, DDP,
+gradient accumulation, mixed precision) through the :func:`apply_gradients` it ends with; all read batches with
+:func:`split_batch`, and the step-budgeted ones run :func:`run_steps`.
 
 It sits below the strategies (it imports nothing of symwrap but the errors), so a strategy that trains a
 stage of its own uses it without importing :mod:`symwrap.training`.
@@ -21,7 +22,7 @@ from .progress import progress_bar
 Batch = tuple[Any, Any]
 StepLoss = Callable[[int, Any, Any], Mapping[str, torch.Tensor]]
 
-__all__ = ["cycle_batches", "default_task_loss", "optimizer_step", "run_steps", "split_batch"]
+__all__ = ["apply_gradients", "cycle_batches", "default_task_loss", "optimizer_step", "run_steps", "split_batch"]
 
 
 def split_batch(batch: Any, *, require_target: bool = True) -> Batch:
@@ -77,16 +78,29 @@ def default_task_loss(pred: Any, target: Any, kind: str = "auto") -> torch.Tenso
 
 def optimizer_step(optimizer: torch.optim.Optimizer, total: torch.Tensor, *, grad_clip: float | None = None,
                    parameters: Iterable[torch.nn.Parameter] | None = None, scheduler: Any = None) -> None:
-    """One step on ``total``: clear the gradients, back-propagate, clip their global norm to ``grad_clip`` (over
-    ``parameters``, by default the optimizer's), step the optimizer, then the scheduler (a ``ReduceLROnPlateau``
-    is stepped by the caller, on its metric)."""
+    """One step on ``total``: clear the gradients, back-propagate, then :func:`apply_gradients`."""
     optimizer.zero_grad(set_to_none=True)
     total.backward()
+    apply_gradients(optimizer, grad_clip=grad_clip, parameters=parameters, scheduler=scheduler)
+
+
+def apply_gradients(optimizer: torch.optim.Optimizer, *, grad_clip: float | None = None,
+                    parameters: Iterable[torch.nn.Parameter] | None = None, scheduler: Any = None,
+                    scaler: Any = None) -> None:
+    """Step on the gradients already accumulated: unscale them (with a ``torch.amp.GradScaler``), clip their
+    global norm to ``grad_clip`` (over ``parameters``, by default the optimizer's), step the optimizer (through
+    the scaler), then the scheduler (a ``ReduceLROnPlateau`` is stepped by the caller, on its metric)."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     if grad_clip is not None:
         if parameters is None:
             parameters = [p for group in optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
         scheduler.step()
 

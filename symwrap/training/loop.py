@@ -19,7 +19,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from ..errors import CheckpointError, ConfigError, DataError, ShapeError
 from ..progress import progress_bar
-from ..steps import default_task_loss, split_batch
+from ..steps import apply_gradients, default_task_loss, split_batch
 from ..strategies.base import SymmetricModel
 from . import callbacks as callbacks_lib
 from . import checkpoint as ckpt
@@ -443,7 +443,8 @@ def fit(
                 continue
             pending = 0
             step += 1
-            _apply_gradients(optimizer, model, grad_clip, scheduler, scaler)
+            apply_gradients(optimizer, grad_clip=grad_clip, parameters=model.parameters(), scheduler=scheduler,
+                            scaler=scaler)
             state.step = step
             if log_every is not None and step % log_every == 0:
                 record = {"epoch": epoch + 1, "step": step, "lr": _lr(optimizer),
@@ -458,7 +459,8 @@ def fit(
                 break
         if pending:
             step += 1
-            _apply_gradients(optimizer, model, grad_clip, scheduler, scaler)
+            apply_gradients(optimizer, grad_clip=grad_clip, parameters=model.parameters(), scheduler=scheduler,
+                            scaler=scaler)
             state.step = step
             callbacks_lib.call(callbacks, "on_step_end", {k: v.detach() for k, v in terms.items()}, state)
         bar.close()
@@ -531,22 +533,6 @@ def _autocast(precision: str | None, device: torch.device) -> contextlib.Abstrac
 
 def _backward(loss: torch.Tensor, scaler: Any) -> None:
     (scaler.scale(loss) if scaler is not None else loss).backward()
-
-
-def _apply_gradients(optimizer: Optimizer, model: nn.Module, grad_clip: float | None, scheduler: Any,
-                     scaler: Any) -> None:
-    """Clip (after unscaling), step the optimizer (through the scaler under fp16), then the scheduler."""
-    if scaler is not None:
-        scaler.unscale_(optimizer)
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
-        scheduler.step()
 
 
 def _save_best(directory: str | Path, model: nn.Module, history: History, record: Mapping[str, float],
