@@ -50,7 +50,22 @@ def _rbf(diff: torch.Tensor, log_lengthscale: torch.Tensor) -> torch.Tensor:
     return torch.exp(-0.5 * (diff / lengthscale) ** 2)
 
 
-class SetConvEncoder1d(nn.Module):
+class _RBFSetConv(nn.Module):
+    """An RBF ``φ`` of learnable length scale ``exp(log_lengthscale)``, what both SetConvs weigh points with."""
+
+    def __init__(self, init_lengthscale: float) -> None:
+        super().__init__()
+        if not init_lengthscale > 0:
+            raise ConfigError(f"{type(self).__name__} needs init_lengthscale > 0; got {init_lengthscale}")
+        self.log_lengthscale = nn.Parameter(torch.tensor(math.log(init_lengthscale)))
+
+    @property
+    def lengthscale(self) -> torch.Tensor:
+        """The current RBF length scale (a scalar tensor)."""
+        return self.log_lengthscale.exp()
+
+
+class SetConvEncoder1d(_RBFSetConv):
     """SetConv from a 1-D context set onto grid points: ``(B, Nc, 1), (B, Nc, 1), (G,) -> (B, 2, G)``.
 
     Channel 0 is the density ``Σ_i m_i φ(t - x_i)``, channel 1 the normalised signal
@@ -62,17 +77,6 @@ class SetConvEncoder1d(nn.Module):
     """
 
     out_channels = 2
-
-    def __init__(self, init_lengthscale: float) -> None:
-        super().__init__()
-        if not init_lengthscale > 0:
-            raise ConfigError(f"SetConvEncoder1d needs init_lengthscale > 0; got {init_lengthscale}")
-        self.log_lengthscale = nn.Parameter(torch.tensor(math.log(init_lengthscale)))
-
-    @property
-    def lengthscale(self) -> torch.Tensor:
-        """The current RBF length scale (a scalar tensor)."""
-        return self.log_lengthscale.exp()
 
     def forward(
         self,
@@ -93,24 +97,13 @@ class SetConvEncoder1d(nn.Module):
         return torch.stack([density, signal], dim=1)
 
 
-class SetConvDecoder1d(nn.Module):
+class SetConvDecoder1d(_RBFSetConv):
     """SetConv from grid features to 1-D target inputs: ``(G,), (B, C, G), (B, Nt, 1) -> (B, Nt, C)``,
     ``Σ_k φ(x_t - t_k) f(t_k)`` with an RBF ``φ`` of learnable length scale ``exp(log_lengthscale)``.
 
     Args:
         init_lengthscale: Initial length scale (> 0).
     """
-
-    def __init__(self, init_lengthscale: float) -> None:
-        super().__init__()
-        if not init_lengthscale > 0:
-            raise ConfigError(f"SetConvDecoder1d needs init_lengthscale > 0; got {init_lengthscale}")
-        self.log_lengthscale = nn.Parameter(torch.tensor(math.log(init_lengthscale)))
-
-    @property
-    def lengthscale(self) -> torch.Tensor:
-        """The current RBF length scale (a scalar tensor)."""
-        return self.log_lengthscale.exp()
 
     def forward(self, grid: torch.Tensor, features: torch.Tensor, x_target: torch.Tensor) -> torch.Tensor:
         """Target features ``(B, Nt, C)`` from grid positions ``(G,)`` or ``(B, G)``, grid features
