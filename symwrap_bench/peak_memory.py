@@ -10,9 +10,14 @@ exist before it). It counts what torch allocates, on CPU or on the input's devic
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import torch
+
+#: libkineto, the profiler's engine, prints start/stop lines (and, on a CUDA build without a GPU, an error about
+#: the device count) for every profiled call unless told otherwise; it reads this before its first use
+QUIET_KINETO = {"KINETO_LOG_LEVEL": "6"}
 
 
 def peak_bytes(fn: Callable[[], object]) -> int | None:
@@ -20,6 +25,8 @@ def peak_bytes(fn: Callable[[], object]) -> int | None:
     ``None`` when this torch's profiler does not report allocations."""
     from torch.profiler import ProfilerActivity, profile
 
+    for name, value in QUIET_KINETO.items():  # the user's own setting wins
+        os.environ.setdefault(name, value)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with torch.no_grad(), profile(activities=activities, profile_memory=True) as prof:
         fn()

@@ -40,6 +40,21 @@ def test_peak_bytes_sees_the_intermediate_tensors_of_a_call():
     assert peak_bytes(lambda: torch.ones(256, 1024)) < peak / 4  # 1 MiB
 
 
+def test_peak_bytes_keeps_the_profiler_engine_quiet():
+    """Every benchmark row calls peak_bytes; libkineto's start/stop lines must not flood the printed tables."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from symwrap_bench.peak_memory import peak_bytes; "
+            "[peak_bytes(lambda: torch.ones(64, 64) * 2) for _ in range(3)]; print('done')")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KINETO")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    assert "profiler_start" not in result.stderr and "gpuGetDeviceCount" not in result.stderr, result.stderr
+
+
 def test_equiadapt_peer_refuses_an_unknown_kind():
     from symwrap_bench.equiadapt_peer import equiadapt_classifier, equiadapt_version
 
