@@ -943,7 +943,7 @@ def test_canonicalization_draws_its_random_elements_from_the_configured_seed(gro
 # --- the cheap defaults: a small look at the image, narrow networks ---------------------------------------
 
 
-@pytest.mark.parametrize("kind, hidden", [("equivariant", 8), ("contrastive", 16)])
+@pytest.mark.parametrize("kind, hidden", [("equivariant", 8), ("contrastive", 8)])
 def test_image_defaults_are_resolved_at_wrap_and_recorded(kind, hidden):
     pytest.importorskip("escnn")
     from symwrap.strategies.canonicalization.config import DEFAULT_IMAGE_INPUT_SIZE

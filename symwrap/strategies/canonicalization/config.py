@@ -16,7 +16,7 @@ GRADIENTS = ("straight_through", "gumbel", "none")
 DEFAULT_IMAGE_INPUT_SIZE = 32
 #: what ``hidden=None`` means: the width of each default canonicalizer network (for images picked from the same
 #: curve; escnn widths count regular fields, each |G| channels wide)
-DEFAULT_HIDDEN = {"image-equivariant": 8, "image-contrastive": 16, "other": 16}
+DEFAULT_HIDDEN = {"image-equivariant": 8, "image-contrastive": 8, "other": 16}
 
 
 @dataclasses.dataclass
