@@ -91,6 +91,8 @@ def test_goal_lines_judge_the_worst_point_and_frames_only_where_the_backbone_cos
     # the cheap point MLP (1 ms < the ViT's 10 ms) is left out of the goal: only the 20 ms point counts
     assert frames.startswith("frames: worst 1.10x its limit over 1 point(s)") and frames.endswith(": met")
     assert key == f"symmetrization, k={KEY_SAMPLES}: 9.60x bare = 1.20x k bare calls; goal <= 1.1: NOT met"
+    with_batched = goal_lines([{**row("frames", 1.4, bare_ms=20.0), "to_batched": 1.05}], vit_ms=10.0)[2]
+    assert "batch 16, 1.05x the backbone on the copies' batch); goal <= 1.25: NOT met" in with_batched
     cheap_only = goal_lines([row("frames", 5.0, bare_ms=1.0)], vit_ms=10.0)
     assert cheap_only[2] == "frames: no point has a backbone as costly as the tiny ViT (10 ms); goal not measured"
 
