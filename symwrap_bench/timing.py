@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
-import torch
+from symwrap import timing
 
 
-@torch.no_grad()
 def median_seconds(functions: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2) -> dict[str, float]:
-    """Median wall time of each function, calls interleaved so that load on the machine
-    affects every function alike."""
-    for _ in range(warmup):
-        for fn in functions.values():
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, fn in functions.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    """Median wall time of each function, calls interleaved so that load on the machine affects every function
+    alike (:func:`symwrap.timing.median_seconds` with one call per sample)."""
+    return timing.median_seconds(functions, rounds=repeats, warmup=warmup)
 
 
 def format_table(rows: list[dict[str, object]], columns: list[str]) -> str:

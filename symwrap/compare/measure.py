@@ -4,7 +4,6 @@ under random group elements, E′ (and E′ under each element of a finite group
 from __future__ import annotations
 
 import copy
-import math
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +17,7 @@ from ..actions.batching import TransformedPredictions
 from ..groups import Group
 from ..metrics import equivariance_error, residual_norms
 from ..steps import cycle_batches, default_task_loss, run_steps
+from ..timing import median_seconds
 
 __all__ = ["MAX_ELEMENTS", "element_labels", "evaluate", "held_out_score", "inference_ratios", "per_element_errors",
            "train_steps"]
@@ -129,28 +129,12 @@ def inference_ratios(models: dict[str, nn.Module], x: Any, base: str, rounds: in
                      min_sample_seconds: float = 0.02) -> dict[str, float]:
     """Each model's median inference time on ``x`` over the ``base`` model's (in eval mode).
 
-    After a warm-up call of each model, ``rounds`` rounds each take one sample of every model, starting one model
-    later every round (so that no model always runs first after the slowest). A sample is the mean time of as many
-    calls as make it last about ``min_sample_seconds``: a call of a millisecond, timed alone, is often stretched
-    several times over when the scheduler hands the core to another process.
+    :func:`symwrap.timing.median_seconds` after a warm-up call of each model: ``rounds`` interleaved samples of
+    every model, each the mean of as many calls as last about ``min_sample_seconds``.
     """
-    names = list(models)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    calls: dict[str, int] = {}
-    with torch.no_grad():
-        for name in names:
-            models[name].eval()
-            models[name](copy.copy(x))
-            start = time.perf_counter()
-            models[name](copy.copy(x))
-            calls[name] = max(1, math.ceil(min_sample_seconds / max(time.perf_counter() - start, 1e-6)))
-        for round_ in range(rounds):
-            shift = round_ % len(names)
-            for name in names[shift:] + names[:shift]:
-                start = time.perf_counter()
-                for _ in range(calls[name]):
-                    models[name](copy.copy(x))
-                samples[name].append((time.perf_counter() - start) / calls[name])
-    medians = {name: statistics.median(values) for name, values in samples.items()}
+    for model in models.values():
+        model.eval()
+    functions = {name: (lambda model=model: model(copy.copy(x))) for name, model in models.items()}
+    medians = median_seconds(functions, rounds=rounds, warmup=1, min_sample_seconds=min_sample_seconds)
     reference = max(medians[base], 1e-9)
     return {name: value / reference for name, value in medians.items()}
