@@ -186,8 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", help="the benchmark: canonicalization, nbody, graphs, cloning, relaxation, "
                                        "fixed_inputs, scaling, mixed")
     bench.add_argument("--strategy", default=None,
-                       help="benchmarks that compare strategies: which (nbody: remul, symmetrization, augmentation)")
+                       help="benchmarks with variants: which (nbody: remul, symmetrization, augmentation; "
+                            "cloning: paper, images-ladder)")
     bench.add_argument("--quick", action="store_true", help="a small, fast version (a smoke test)")
+    bench.add_argument("--seeds", type=int, default=None,
+                       help="benchmarks that repeat their runs over seeds (nbody --strategy augmentation, mixed): "
+                       "how many (default: 3, with --quick 1)")
     bench.add_argument(
         "--output-dir", default="outputs/bench", help="where the CSV and JSON go (default: %(default)s)"
     )
@@ -272,7 +276,8 @@ def _run(args: argparse.Namespace) -> None:
         from symwrap_bench import run_benchmark
 
         _writable_folder(args.output_dir, "--output-dir")
-        run_benchmark(args.name, quick=args.quick, output_dir=args.output_dir, strategy=args.strategy)
+        run_benchmark(args.name, quick=args.quick, output_dir=args.output_dir, strategy=args.strategy,
+                      seeds=args.seeds)
 
 
 def _writable_folder(path: str | Path, option: str) -> Path:

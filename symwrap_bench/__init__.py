@@ -35,20 +35,37 @@ def register_benchmark(name: str) -> Callable[[Callable[..., dict[str, Any]]], C
 
 
 def run_benchmark(name: str, *, quick: bool = False, output_dir: str | Path | None = None,
-                  strategy: str | None = None) -> dict[str, Any]:
+                  strategy: str | None = None, seeds: int | None = None) -> dict[str, Any]:
     """Run a registered benchmark, print its table, write ``<name>.csv`` and ``<name>.json``.
 
-    ``strategy`` picks the variant of benchmarks that compare strategies (``nbody``).
+    ``strategy`` picks the variant of benchmarks that compare strategies (``nbody``); a variant registered on its
+    own as ``<name>_<strategy>`` runs directly. ``seeds``: how many seeds, for benchmarks that repeat their runs
+    (``None``: their default).
     """
-    from . import canonicalization, cloning, fixed_inputs, graphs, mixed, nbody, relaxation, scaling  # noqa: F401  - they register themselves
+    from . import (  # noqa: F401  - they register themselves
+        canonicalization,
+        cloning,
+        fixed_inputs,
+        graphs,
+        mixed,
+        nbody,
+        nbody_augmentation,
+        relaxation,
+        scaling,
+    )
 
-    function = BENCHMARKS.get(name)
+    variant = BENCHMARKS.find(f"{name}_{strategy}") if strategy is not None else None
+    function = variant if variant is not None else BENCHMARKS.get(name)
     parameters = inspect.signature(function).parameters
     options: dict[str, Any] = {"output_dir": output_dir} if "output_dir" in parameters else {}
-    if strategy is not None:
+    if strategy is not None and variant is None:
         if "strategy" not in parameters:
             raise ConfigError(f"benchmark {name!r} has no --strategy variants; got {strategy!r}")
         options["strategy"] = strategy
+    if seeds is not None:
+        if "seeds" not in parameters:
+            raise ConfigError(f"benchmark {name!r} runs one seed and has no --seeds setting; got --seeds {seeds}")
+        options["seeds"] = seeds
     result = function(quick=quick, **options)
     print(result["text"])
     if output_dir is not None:

@@ -2,11 +2,12 @@
 broken to a subgroup (the modified inertia task of Kim et al., "Regularizing Towards Soft Equivariance Under Mixed
 Symmetries", PER, ICML 2023, arXiv 2306.00356).
 
-One run, for α = 0 (the target is exactly O(3)-equivariant) and α > 0 (only O(2) about z holds), trains with the
+Every seed (default 3, ``--quick`` 1), for α = 0 (the target is exactly O(3)-equivariant) and α > 0 (only O(2)
+about z holds), trains with the
 same optimizer budget (steps, batch, learning-rate schedule, sample stream): a plain MLP, the MLP with REMUL over the
 candidate groups O3, O2z, O2y, O2x at a fixed β, and the same with ``beta="auto"``. It prints the test MSE of each,
 the weights the automatic tuning ends with beside which groups the data obeys (measured on the data, not assumed),
-and goal lines computed from the run.
+their spread over seeds, and goal lines counted over the seeds.
 
 What this is: symwrap's ``beta="auto"`` weighs *sampled output losses* ℓ(f(g·x), g·y) per group, each weight
 β_g = β·(R_g / min R)^(−p) from the running mean R_g of that group's loss. PER instead regularises in *weight space*
@@ -29,13 +30,14 @@ from symwrap.groups import AxialO2, Group, get_group
 
 from . import register_benchmark
 from .loop import cosine_decay, train_steps
+from .seeds import describe, seed_values, spread
 from .timing import format_table
 
 #: the candidate groups, in the order the tables list them (O(2) about x has no registry name: ``x`` writes products)
 GROUP_NAMES = ("O3", "O2z", "O2y", "O2x")
 PLAIN, FIXED, AUTO = "MLP", "MLP + REMUL (fixed beta)", "MLP + REMUL (beta=auto)"
-COLUMNS = ["alpha", "method", "mse", *(f"weight_{name}" for name in GROUP_NAMES), "train_s"]
-GROUP_COLUMNS = ["alpha", "group", "data_error", "holds", "loss_R", "weight_auto"]
+COLUMNS = ["seed", "alpha", "method", "mse", *(f"weight_{name}" for name in GROUP_NAMES), "train_s"]
+GROUP_COLUMNS = ["seed", "alpha", "group", "data_error", "holds", "loss_R", "weight_auto"]
 #: how the groups act on the data: point masses in, one rank-2 tensor out
 INPUT, OUTPUT = {"pos": "points", "mass": "scalars"}, "tensor"
 #: a group "holds" on the data when its relative target error is at float64 round-off
@@ -128,7 +130,7 @@ def train_row(method: str, alpha: float, settings: MixedSettings, train: Inertia
     with torch.no_grad():
         mse = float(nn.functional.mse_loss(model(test.inputs()), test.target))
     weights = model.loss_weights() if method != PLAIN else {}
-    row = {"alpha": alpha, "method": method, "mse": mse,
+    row = {"seed": settings.seed, "alpha": alpha, "method": method, "mse": mse,
            **{f"weight_{name}": weights.get(f"beta_{name}", "-") for name in GROUP_NAMES},
            "train_s": trained.seconds}
     return row, model
@@ -140,59 +142,108 @@ def group_rows(alpha: float, auto: nn.Module, test: InertiaData, settings: Mixed
     weights = auto.loss_weights()
     running = auto.levels.running.tolist()
     return [
-        {"alpha": alpha, "group": group.name, "data_error": (error := data_error(test, group, settings.seed + 7 + i)),
+        {"seed": settings.seed, "alpha": alpha, "group": group.name,
+         "data_error": (error := data_error(test, group, settings.seed + 7 + i)),
          "holds": "yes" if error < HOLDS_BELOW else "no", "loss_R": running[i],
          "weight_auto": weights[f"beta_{group.name}"]}
         for i, group in enumerate(candidate_groups())
     ]
 
 
+def summary_rows(rows: list[dict[str, Any]], groups: list[dict[str, Any]]
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Over seeds: the test MSE of every (alpha, method), and per (alpha, group) the largest data error, whether
+    the group holds (``"yes"``, ``"no"``, or ``"mixed"`` when seeds disagree) and the weight ``beta=auto`` ends with."""
+    methods = []
+    for alpha, method in dict.fromkeys((r["alpha"], r["method"]) for r in rows):
+        mse = spread([r["mse"] for r in rows if (r["alpha"], r["method"]) == (alpha, method)])
+        methods.append({"alpha": alpha, "method": method, "seeds": sum((r["alpha"], r["method"]) == (alpha, method)
+                                                                       for r in rows),
+                        **{f"mse_{k}": v for k, v in mse.items()}})
+    weights = []
+    for alpha, name in dict.fromkeys((g["alpha"], g["group"]) for g in groups):
+        mine = [g for g in groups if (g["alpha"], g["group"]) == (alpha, name)]
+        holds = {g["holds"] for g in mine}
+        weight = spread([g["weight_auto"] for g in mine])
+        weights.append({"alpha": alpha, "group": name, "seeds": len(mine),
+                        "data_error_max": max(g["data_error"] for g in mine),
+                        "holds": holds.pop() if len(holds) == 1 else "mixed",
+                        **{f"weight_{k}": v for k, v in weight.items()}})
+    return methods, weights
+
+
+def _count(flags: list[bool]) -> str:
+    return f"{'yes' if all(flags) else 'no'} ({sum(flags)} of {len(flags)} seeds"
+
+
 def goals(rows: list[dict[str, Any]], groups: list[dict[str, Any]], separation: float) -> list[str]:
-    """Goal lines from the rows: which weights end largest, and the MSE of auto against the plain MLP and fixed β."""
+    """Goal lines counted over the seeds of the rows (each has a ``seed``): the weights ``beta=auto`` ends with per
+    group, whether the largest is a group the data obeys in every seed, and the MSE ordering per seed."""
     lines = []
-    for alpha in sorted({r["alpha"] for r in groups}):
-        mine = {r["group"]: r for r in groups if r["alpha"] == alpha}
-        weights = {name: r["weight_auto"] for name, r in mine.items()}
-        kept = sorted(name for name, r in mine.items() if r["holds"] == "yes")
-        broken = sorted(name for name, r in mine.items() if r["holds"] == "no")
-        listed = ", ".join(f"{name} {weight:.3g}" for name, weight in weights.items())
-        if broken:
-            top = max(weights, key=weights.get)
-            ratio = max(weights[name] for name in broken) / min(weights[name] for name in kept)
-            lines.append(f"alpha={alpha:g} (data obeys {', '.join(kept)}; breaks {', '.join(broken)}): the largest "
-                         f"weight is a group the data obeys: {'yes' if top in kept else 'no'} ({top}; {listed})")
-            lines.append(f"alpha={alpha:g}: every broken group's weight is <= {separation:g}x the smallest kept one: "
-                         f"{'yes' if ratio <= separation else 'no'} (largest broken / smallest kept = {ratio:.3g})")
+    short = {PLAIN: "MLP", FIXED: "fixed", AUTO: "auto"}
+    for alpha in sorted({g["alpha"] for g in groups}):
+        seeds = sorted({g["seed"] for g in groups if g["alpha"] == alpha})
+        per_seed = {seed: {g["group"]: g for g in groups if (g["alpha"], g["seed"]) == (alpha, seed)}
+                    for seed in seeds}
+        names = list(per_seed[seeds[0]])
+        listed = ", ".join(f"{name} {describe([per_seed[s][name]['weight_auto'] for s in seeds])}"
+                           for name in names)
+        lines.append(f"alpha={alpha:g}: weights beta=auto ends with over {len(seeds)} seeds: {listed}")
+        kept = {s: sorted(n for n, g in per_seed[s].items() if g["holds"] == "yes") for s in seeds}
+        broken = {s: sorted(n for n, g in per_seed[s].items() if g["holds"] == "no") for s in seeds}
+        weights = {s: {n: g["weight_auto"] for n, g in per_seed[s].items()} for s in seeds}
+        truth = {(tuple(kept[s]), tuple(broken[s])) for s in seeds}
+        obeys = ("; ".join(f"seed {s} obeys {', '.join(kept[s])}" for s in seeds) if len(truth) > 1
+                 else f"data obeys {', '.join(kept[seeds[0]]) or 'none'}"
+                 + (f"; breaks {', '.join(broken[seeds[0]])}" if broken[seeds[0]] else ""))
+        if any(broken.values()):
+            tops = {s: max(weights[s], key=weights[s].get) for s in seeds}
+            lines.append(f"alpha={alpha:g} ({obeys}): the largest weight is a group the data obeys in every seed: "
+                         f"{_count([tops[s] in kept[s] for s in seeds])}; largest per seed: "
+                         f"{', '.join(tops[s] for s in seeds)})")
+            ratios = {s: max(weights[s][n] for n in broken[s]) / min(weights[s][n] for n in kept[s]) for s in seeds}
+            lines.append(f"alpha={alpha:g}: every broken group's weight is <= {separation:g}x the smallest kept one "
+                         f"in every seed: {_count([ratios[s] <= separation for s in seeds])}; largest broken / "
+                         f"smallest kept per seed: {', '.join(f'{ratios[s]:.3g}' for s in seeds)})")
         else:
-            ratio = min(weights.values()) / max(weights.values())
-            lines.append(f"alpha={alpha:g} (data obeys every candidate): all weights comparable (smallest >= "
-                         f"{separation:g}x largest): {'yes' if ratio >= separation else 'no'} "
-                         f"(smallest/largest = {ratio:.3g}; {listed})")
-        by_method = {r["method"]: r["mse"] for r in rows if r["alpha"] == alpha}
-        better = by_method[AUTO] < by_method[PLAIN] and by_method[AUTO] <= by_method[FIXED]
-        lines.append(f"alpha={alpha:g}: beta=auto has the lowest test MSE of the three: {'yes' if better else 'no'} "
-                     f"({by_method[AUTO]:.3g} vs plain MLP {by_method[PLAIN]:.3g}, fixed beta {by_method[FIXED]:.3g})")
+            ratios = {s: min(weights[s].values()) / max(weights[s].values()) for s in seeds}
+            lines.append(f"alpha={alpha:g} ({obeys}): all weights comparable (smallest >= {separation:g}x largest) "
+                         f"in every seed: {_count([ratios[s] >= separation for s in seeds])}; smallest/largest per "
+                         f"seed: {', '.join(f'{ratios[s]:.3g}' for s in seeds)})")
+        orderings, best = [], []
+        for seed in seeds:
+            mse = {r["method"]: r["mse"] for r in rows if (r["alpha"], r["seed"]) == (alpha, seed)}
+            ranked = sorted(mse, key=mse.get)
+            orderings.append(f"seed {seed}: " + " < ".join(f"{short[m]} {mse[m]:.3g}" for m in ranked))
+            best.append(mse[AUTO] < mse[PLAIN] and mse[AUTO] <= mse[FIXED])
+        lines.append(f"alpha={alpha:g}: beta=auto has the lowest test MSE of the three in every seed: {_count(best)}"
+                     f"); test MSE per seed: {'; '.join(orderings)}")
     return lines
 
 
 @register_benchmark("mixed")
-def mixed_benchmark(quick: bool = False) -> dict[str, Any]:
-    """The table: plain MLP, fixed-β REMUL and ``beta="auto"`` REMUL over O3, O2z, O2y, O2x, for every α."""
+def mixed_benchmark(quick: bool = False, seeds: int | None = None) -> dict[str, Any]:
+    """The table: plain MLP, fixed-β REMUL and ``beta="auto"`` REMUL over O3, O2z, O2y, O2x, for every α and every
+    one of ``seeds`` seeds (default 3, ``--quick`` 1), with its summary over seeds."""
     settings = MixedSettings.quick() if quick else MixedSettings()
+    values = seed_values(seeds, settings.seed, quick=quick)
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a small MLP: one thread is as fast, and the numbers do not depend on it
     rows, groups = [], []
     try:
-        for alpha in settings.alphas:
-            train = modified_inertia(settings.n_train, alpha=alpha, points=settings.points, seed=settings.seed)
-            test = modified_inertia(settings.n_test, alpha=alpha, points=settings.points, seed=settings.seed + 1)
-            for method in (PLAIN, FIXED, AUTO):
-                row, model = train_row(method, alpha, settings, train, test)
-                rows.append(row)
-            groups += group_rows(alpha, model, test, settings)
+        for seed in values:
+            seeded = dataclasses.replace(settings, seed=seed)
+            for alpha in settings.alphas:
+                train = modified_inertia(settings.n_train, alpha=alpha, points=settings.points, seed=seed)
+                test = modified_inertia(settings.n_test, alpha=alpha, points=settings.points, seed=seed + 1)
+                for method in (PLAIN, FIXED, AUTO):
+                    row, model = train_row(method, alpha, seeded, train, test)
+                    rows.append(row)
+                groups += group_rows(alpha, model, test, seeded)
     finally:
         torch.set_num_threads(threads)
+    methods, weights = summary_rows(rows, groups)
     seconds = time.perf_counter() - start
     lines = [
         f"modified inertia (PER, arXiv 2306.00356): {settings.points} point masses -> I + alpha (I z) z^T; "
@@ -205,12 +256,18 @@ def mixed_benchmark(quick: bool = False) -> dict[str, Any]:
         f"{settings.auto_power:g}, R_g the running mean of group g's loss",
         "This rescales sampled output losses per group; PER regularises weights with exact projectors "
         "(||W - P W||^2): the same question, a different mechanism.",
+        f"seeds {', '.join(map(str, values))}: each draws its own training and test samples, initial MLP, batch "
+        "order and sampled group elements",
         format_table(rows, COLUMNS), "",
         "weights beta=auto ends with, against the truth (data_error: max relative ||T(g.x) - g T(x) g^T|| on the "
         "test set; holds: at round-off)",
         format_table(groups, GROUP_COLUMNS), "",
+        "over seeds (std: sample standard deviation):",
+        format_table(methods, ["alpha", "method", "seeds", "mse_mean", "mse_std", "mse_min", "mse_max"]), "",
+        format_table(weights, ["alpha", "group", "seeds", "data_error_max", "holds", "weight_mean", "weight_std",
+                               "weight_min", "weight_max"]), "",
         *goals(rows, groups, settings.separation),
         f"total {seconds:.0f} s",
     ]
-    return {"rows": rows, "groups": groups, "settings": dataclasses.asdict(settings), "seconds": seconds,
-            "text": "\n".join(lines)}
+    return {"rows": rows, "groups": groups, "summary": methods, "summary_groups": weights, "seeds": values,
+            "settings": dataclasses.asdict(settings), "seconds": seconds, "text": "\n".join(lines)}
