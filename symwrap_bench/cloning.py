@@ -453,9 +453,22 @@ def _header_particles(p: ParticleSettings) -> str:
     )
 
 
+#: ``symwrap bench cloning --strategy NAME``: the paper's protocol on both tasks (the default), or the budget
+#: ladder of the trained digits teacher (:mod:`symwrap_bench.cloning_ladder`)
+PAPER, IMAGES_LADDER = "paper", "images-ladder"
+VARIANTS = (PAPER, IMAGES_LADDER)
+
+
 @register_benchmark("cloning")
-def cloning_benchmark(quick: bool = False) -> dict[str, Any]:
-    """The digits table, the N-body table, the cloning curves and the goal lines, measured in one run."""
+def cloning_benchmark(quick: bool = False, strategy: str = PAPER) -> dict[str, Any]:
+    """The digits table, the N-body table, the cloning curves and the goal lines, measured in one run;
+    ``strategy="images-ladder"``: the cloning-budget ladder of :mod:`symwrap_bench.cloning_ladder` instead."""
+    if strategy not in VARIANTS:
+        raise ConfigError(f"symwrap bench cloning --strategy must be one of {VARIANTS}; got {strategy!r}")
+    if strategy == IMAGES_LADDER:
+        from .cloning_ladder import ladder_benchmark
+
+        return ladder_benchmark(quick=quick)
     start = time.perf_counter()
     image_settings = ImageSettings.quick() if quick else ImageSettings()
     particle_settings = ParticleSettings.quick() if quick else ParticleSettings()
