@@ -40,10 +40,19 @@ What keeps the rotated accuracy close to the upright accuracy:
   canonicalized backbone trains, half of its upright images are turned by an odd multiple
   of 45° and back (still upright, so the prior still holds).
 
+With equiadapt 0.1.2 importable (its own environment, ``make equiadapt-env``: it is never a symwrap
+dependency), or with ``--peer equiadapt``, each backbone gets two more rows: equiadapt's e2cnn group-equivariant
+and its optimization ("contrastive") canonicalizer, at equiadapt's default sizes and seeing the full 40x40
+image, trained like symwrap's canonicalized rows (same steps, canonicalizer-alone share, batches, round trips,
+AdamW, learning rates and schedule, prior weight) on the loss of equiadapt's classification example: task +
+prior (+ its group-contrast term, weight 1e-4, added twice as that example does); the canonicalizer-alone phase
+drops the task term and has equiadapt's identity prior on the upright images.
+
 Run it with::
 
     python examples/canonicalize_pretrained.py              # 8 runs of 80 (EfficientNet) or 400 (ViT) steps
     python examples/canonicalize_pretrained.py --quick      # tiny budgets and subsets: a smoke run
+    .venv-equiadapt/bin/python examples/canonicalize_pretrained.py --peer equiadapt --backbone efficientnet
 
 Budgets are optimizer steps (:data:`STEPS`), so the same command prints the same table on any machine,
 up to float noise; only the ``train s`` column depends on the machine.
@@ -76,6 +85,12 @@ from symwrap.data import load_fashion_mnist, load_mnist_digits, pad_to
 from symwrap.metrics import invariance_error
 from symwrap.progress import progress_bar
 from symwrap_bench.demo import rotate_images
+from symwrap_bench.equiadapt_peer import (
+    equiadapt_classifier,
+    equiadapt_training_loss,
+    equiadapt_version,
+    require_equiadapt,
+)
 
 RESULTS_FILE = "canonicalize_pretrained.json"
 #: side of the zero-padded images: a 28x28 square turned by 45° spans 28·√2 ≈ 39.6 pixels
@@ -109,6 +124,8 @@ METHODS = {
     "augmented": "fine-tuned, C8 augmentation",
     "equivariant": "canonicalized (equivariant) + fine-tuned",
     "contrastive": "canonicalized (contrastive) + fine-tuned",
+    "equiadapt_equivariant": "equiadapt canonicalized (equivariant) + fine-tuned",
+    "equiadapt_contrastive": "equiadapt canonicalized (contrastive) + fine-tuned",
 }
 
 
@@ -141,6 +158,10 @@ class Settings:
     contrastive_weight: float = 1.0
     artifact_weight: float = 1.0
     hidden: int | None = None
+    #: the backbones whose rows are trained (all of :data:`BACKBONES` unless given)
+    backbones: tuple[str, ...] = BACKBONES
+    #: "equiadapt" adds the equiadapt rows (needs equiadapt importable, see ``--peer``)
+    peer: str | None = None
 
     @classmethod
     def quick(cls, dataset: str) -> Settings:
@@ -372,6 +393,38 @@ def train_canonicalized(
     return model, stats
 
 
+def train_equiadapt(
+    backbone: nn.Module, kind: str, x: torch.Tensor, y: torch.Tensor, steps: int, settings: Settings, desc: str
+) -> tuple[nn.Module, dict[str, float]]:
+    """A copy of ``backbone`` behind equiadapt's ``kind`` canonicalizer for C8, trained like
+    :func:`train_canonicalized` (same steps, phases, batches, round trips, optimizer, learning rates and
+    schedule) on the loss of equiadapt's classification example (:func:`equiadapt_training_loss`).
+
+    equiadapt's canonicalizer has its default sizes and sees the full 40x40 image. Its phase alone uses
+    that loss without the task term (the example's ``task_weight: 0``), on the upright images: equiadapt's
+    prior pulls towards the identity only, it has no counterpart of symwrap's turned-image prior.
+    """
+    model = equiadapt_classifier(copy.deepcopy(backbone), kind, N_ROTATIONS, (1, PADDED_SIZE, PADDED_SIZE))
+    warmup = min(max(round(settings.warmup_fraction * steps), 1), steps - 1) if steps > 1 else 0
+    canonicalizer = [{"params": model.canonicalizer.parameters(), "lr": settings.lr_canonicalizer}]
+    first = {"seconds": 0.0, "steps": 0}
+    if warmup:
+        first = train(model, canonicalizer,
+                      lambda xb, yb: equiadapt_training_loss(model, xb, None, settings.prior_weight),
+                      x, y, warmup, settings, desc=f"{desc}, canonicalizer", seed=settings.seed + 21)
+    params = [
+        {"params": model.backbone.parameters(), "lr": settings.lr_finetune},
+        {"params": model.canonicalizer.parameters(), "lr": settings.lr_canonicalizer * settings.joint_canonicalizer_lr},
+    ]
+    second = train(model, params, lambda xb, yb: equiadapt_training_loss(model, xb, yb, settings.prior_weight),
+                   x, y, steps - warmup, settings, desc=f"{desc}, joint", seed=settings.seed + 31,
+                   augment=round_trip_augment(settings.round_trip_share))
+    stats = {key: first[key] + second[key] for key in ("seconds", "steps")}
+    stats.update(epochs=second["epochs"], loss=second["loss"], canonicalizer_steps=first["steps"],
+                 canonicalizer_seconds=first["seconds"])
+    return model, stats
+
+
 # --- evaluation ------------------------------------------------------------------------------------------
 
 
@@ -432,13 +485,18 @@ def run(settings: Settings, output_dir: str | Path = "outputs") -> dict[str, Any
     x_train, y_train, x_test, y_test = load_data(settings)
     k_test = torch.randint(N_ROTATIONS, (len(y_test),), generator=torch.Generator().manual_seed(settings.seed + 1))
     rows: list[dict[str, Any]] = []
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
 
     def add(backbone: str, method: str, model: nn.Module, stats: dict[str, float]) -> None:
         scores = evaluate(model, x_test, y_test, k_test, settings)
         rows.append({"backbone": backbone, "method": METHODS[method], "key": method,
                      **scores, "train_seconds": stats["seconds"], "training": stats})
+        # the rows so far, so that a long run that is stopped still leaves them
+        partial = {"complete": False, "rows": rows, "seconds_so_far": time.perf_counter() - started}
+        (output_dir / RESULTS_FILE).write_text(json.dumps(partial, indent=2) + "\n")
 
-    for name in BACKBONES:
+    for name in settings.backbones:
         short = name.split()[0]
         torch.manual_seed(settings.seed)
         if name.startswith("EfficientNet"):
@@ -457,18 +515,26 @@ def run(settings: Settings, output_dir: str | Path = "outputs") -> dict[str, Any
         for kind in ("equivariant", "contrastive"):
             model, stats = train_canonicalized(base, kind, x_train, y_train, steps, settings, f"{short}: {kind}")
             add(name, kind, model, stats)
+        if settings.peer == "equiadapt":
+            # the slow e2cnn row last, so that a stopped run has the others; the table sorts the rows
+            for kind in ("contrastive", "equivariant"):
+                model, stats = train_equiadapt(base, kind, x_train, y_train, steps, settings,
+                                               f"{short}: equiadapt {kind}")
+                add(name, f"equiadapt_{kind}", model, stats)
 
+    order = list(METHODS)
+    rows.sort(key=lambda row: (BACKBONES.index(row["backbone"]), order.index(row["key"])))
     results: dict[str, Any] = {
         "dataset": settings.dataset,
         "n_train": len(y_train),
         "n_test": len(y_test),
         "group": GROUP,
+        "equiadapt": equiadapt_version() if settings.peer == "equiadapt" else None,
         "rows": rows,
         "settings": dataclasses.asdict(settings),
         "total_seconds": time.perf_counter() - started,
+        "complete": True,
     }
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     results["results_json"] = str(output_dir / RESULTS_FILE)
     Path(results["results_json"]).write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
@@ -523,6 +589,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", default="outputs", help="where canonicalize_pretrained.json goes")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--backbone", choices=("all", "efficientnet", "vit"), default="all",
+                        help="train the rows of both backbones (default) or of one")
+    parser.add_argument("--peer", choices=("auto", "equiadapt", "none"), default="auto",
+                        help="add rows canonicalized with equiadapt's canonicalizers: 'auto' (default) when "
+                             "equiadapt imports, 'equiadapt' always (an error without it), 'none' never")
     return parser.parse_args(argv)
 
 
@@ -531,11 +602,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     settings = Settings.quick(args.dataset) if args.quick else Settings(dataset=args.dataset)
     overrides = {"n_train": args.n_train, "n_test": args.n_test}
+    if args.peer == "equiadapt":
+        require_equiadapt("--peer equiadapt")
+    peer = "equiadapt" if args.peer == "equiadapt" or (args.peer == "auto" and equiadapt_version()) else None
     steps = dict(settings.steps)
     for name, value in zip(BACKBONES, (args.efficientnet_steps, args.vit_steps)):
         if value is not None:
             steps[name] = value
-    settings = dataclasses.replace(settings, seed=args.seed, progress=not args.no_progress, steps=steps,
+    backbones = BACKBONES if args.backbone == "all" else tuple(
+        name for name in BACKBONES if name.lower().startswith(args.backbone))
+    settings = dataclasses.replace(settings, seed=args.seed, progress=not args.no_progress, steps=steps, peer=peer,
+                                   backbones=backbones,
                                    **{key: value for key, value in overrides.items() if value is not None})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="escnn")

