@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from symwrap import timing
+from symwrap.timing import median_seconds as interleaved_median_seconds
 
 
 def median_seconds(functions: dict[str, Callable[[], object]], repeats: int = 10, warmup: int = 2) -> dict[str, float]:
     """Median wall time of each function, calls interleaved so that load on the machine affects every function
     alike (:func:`symwrap.timing.median_seconds` with one call per sample)."""
-    return timing.median_seconds(functions, rounds=repeats, warmup=warmup)
+    return interleaved_median_seconds(functions, rounds=repeats, warmup=warmup)
 
 
 def format_table(rows: list[dict[str, object]], columns: list[str]) -> str:

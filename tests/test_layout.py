@@ -21,7 +21,7 @@ EXAMPLES = ROOT / "examples"
 PUBLIC_MODULES = frozenset({
     "symwrap", "symwrap.nn", "symwrap.data", "symwrap.metrics", "symwrap.groups", "symwrap.actions",
     "symwrap.strategies", "symwrap.training", "symwrap.backbones", "symwrap.pretrained", "symwrap.errors",
-    "symwrap.steps", "symwrap.progress", "symwrap.lightning",
+    "symwrap.steps", "symwrap.progress", "symwrap.lightning", "symwrap.timing",
 })
 
 
