@@ -38,9 +38,8 @@ def run_benchmark(name: str, *, quick: bool = False, output_dir: str | Path | No
                   strategy: str | None = None, seeds: int | None = None) -> dict[str, Any]:
     """Run a registered benchmark, print its table, write ``<name>.csv`` and ``<name>.json``.
 
-    ``strategy`` picks the variant of benchmarks that compare strategies (``nbody``); a variant registered on its
-    own as ``<name>_<strategy>`` runs directly. ``seeds``: how many seeds, for benchmarks that repeat their runs
-    (``None``: their default).
+    ``strategy`` picks the variant of benchmarks that compare strategies (``nbody``, ``cloning``). ``seeds``: how
+    many seeds, for benchmarks that repeat their runs (``None``: their default).
     """
     from . import (  # noqa: F401  - they register themselves
         canonicalization,
@@ -49,16 +48,14 @@ def run_benchmark(name: str, *, quick: bool = False, output_dir: str | Path | No
         graphs,
         mixed,
         nbody,
-        nbody_augmentation,
         relaxation,
         scaling,
     )
 
-    variant = BENCHMARKS.find(f"{name}_{strategy}") if strategy is not None else None
-    function = variant if variant is not None else BENCHMARKS.get(name)
+    function = BENCHMARKS.get(name)
     parameters = inspect.signature(function).parameters
     options: dict[str, Any] = {"output_dir": output_dir} if "output_dir" in parameters else {}
-    if strategy is not None and variant is None:
+    if strategy is not None:
         if "strategy" not in parameters:
             raise ConfigError(f"benchmark {name!r} has no --strategy variants; got {strategy!r}")
         options["strategy"] = strategy

@@ -284,17 +284,21 @@ def _symmetrization_benchmark(settings: NBodySettings) -> dict[str, Any]:
 
 @register_benchmark("nbody")
 def nbody_benchmark(quick: bool = False, output_dir: str | Path | None = None,
-                    strategy: str = "remul") -> dict[str, Any]:
+                    strategy: str = "remul", seeds: int | None = None) -> dict[str, Any]:
     """``strategy="remul"``: the REMUL table and β sweep; ``"symmetrization"``: probabilistic symmetrization
     against group averaging, frame averaging and canonicalization; ``"augmentation"``: REMUL against rotation
-    augmentation at equal steps and equal wall time (:mod:`symwrap_bench.nbody_augmentation`)."""
-    settings = NBodySettings.quick() if quick else NBodySettings()
-    if strategy == "symmetrization":
-        return _symmetrization_benchmark(settings)
+    augmentation at equal steps and equal wall time over ``seeds`` seeds
+    (:mod:`symwrap_bench.nbody_augmentation`; the other two run one seed)."""
     if strategy == "augmentation":
         from .nbody_augmentation import augmentation_benchmark
 
-        return augmentation_benchmark(quick)
+        return augmentation_benchmark(quick, seeds=seeds)
+    if seeds is not None:
+        raise ConfigError(f"nbody --strategy {strategy} runs one seed and has no --seeds setting (only "
+                          f"--strategy augmentation repeats over seeds); got --seeds {seeds}")
+    settings = NBodySettings.quick() if quick else NBodySettings()
+    if strategy == "symmetrization":
+        return _symmetrization_benchmark(settings)
     if strategy != "remul":
         raise ConfigError("the nbody benchmark compares 'remul', 'symmetrization' or 'augmentation'; "
                           f"got strategy={strategy!r}")

@@ -33,7 +33,6 @@ from symwrap.actions import get_action
 from symwrap.data import NBodyConfig, NBodyData, load_nbody
 from symwrap.groups import get_group
 
-from . import register_benchmark
 from .loop import train_steps
 from .seeds import describe, seed_values, spread
 from .timing import format_table, median_seconds
@@ -239,7 +238,6 @@ def seed_rows(settings: Any, comparison: ComparisonSettings, steps: tuple[int, .
     return rows
 
 
-@register_benchmark("nbody_augmentation")
 def augmentation_benchmark(quick: bool = False, comparison: ComparisonSettings | None = None,
                            seeds: int | None = None) -> dict[str, Any]:
     """The table of augmentation against REMUL at equal steps and equal wall time over ``seeds`` seeds (default

@@ -35,6 +35,8 @@ def test_spread_and_describe():
 def test_seeds_reach_only_the_benchmarks_that_repeat_their_runs():
     with pytest.raises(ConfigError, match="has no --seeds setting; got --seeds 2"):
         run_benchmark("graphs", seeds=2)
+    with pytest.raises(ConfigError, match="nbody --strategy remul runs one seed and has no --seeds setting"):
+        run_benchmark("nbody", seeds=2)
     # refused before any work: the seed count is checked first
     with pytest.raises(ConfigError, match="positive number of seeds; got 0"):
         run_benchmark("nbody", strategy="augmentation", seeds=0)
