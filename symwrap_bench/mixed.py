@@ -30,7 +30,7 @@ from symwrap.groups import AxialO2, Group, get_group
 
 from . import register_benchmark
 from .loop import cosine_decay, train_steps
-from .seeds import describe, seed_values, spread
+from .seeds import describe, group_by, seed_values, spread
 from .timing import format_table
 
 #: the candidate groups, in the order the tables list them (O(2) about x has no registry name: ``x`` writes products)
@@ -155,14 +155,12 @@ def summary_rows(rows: list[dict[str, Any]], groups: list[dict[str, Any]]
     """Over seeds: the test MSE of every (alpha, method), and per (alpha, group) the largest data error, whether
     the group holds (``"yes"``, ``"no"``, or ``"mixed"`` when seeds disagree) and the weight ``beta=auto`` ends with."""
     methods = []
-    for alpha, method in dict.fromkeys((r["alpha"], r["method"]) for r in rows):
-        mse = spread([r["mse"] for r in rows if (r["alpha"], r["method"]) == (alpha, method)])
-        methods.append({"alpha": alpha, "method": method, "seeds": sum((r["alpha"], r["method"]) == (alpha, method)
-                                                                       for r in rows),
+    for (alpha, method), mine in group_by(rows, "alpha", "method").items():
+        mse = spread([r["mse"] for r in mine])
+        methods.append({"alpha": alpha, "method": method, "seeds": len(mine),
                         **{f"mse_{k}": v for k, v in mse.items()}})
     weights = []
-    for alpha, name in dict.fromkeys((g["alpha"], g["group"]) for g in groups):
-        mine = [g for g in groups if (g["alpha"], g["group"]) == (alpha, name)]
+    for (alpha, name), mine in group_by(groups, "alpha", "group").items():
         holds = {g["holds"] for g in mine}
         weight = spread([g["weight_auto"] for g in mine])
         weights.append({"alpha": alpha, "group": name, "seeds": len(mine),

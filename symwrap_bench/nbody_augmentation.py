@@ -34,7 +34,7 @@ from symwrap.data import NBodyConfig, NBodyData, load_nbody
 from symwrap.groups import get_group
 
 from .loop import train_steps
-from .seeds import describe, seed_values, spread
+from .seeds import describe, group_by, seed_values, spread
 from .timing import format_table, median_seconds
 
 AUGMENTATION = "transformer + augmentation"
@@ -151,11 +151,9 @@ def _short(method: str) -> str:
 
 def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (comparison, size, budget, method): its step count and the spread of MSE and E′ over seeds."""
-    keys = list(dict.fromkeys((r["comparison"], r["n_train"], r["budget"], r["method"]) for r in rows))
     summary = []
-    for comparison, size, budget, method in keys:
-        mine = [r for r in rows if (r["comparison"], r["n_train"], r["budget"], r["method"]) ==
-                (comparison, size, budget, method)]
+    for (comparison, size, budget, method), mine in group_by(rows, "comparison", "n_train", "budget",
+                                                             "method").items():
         mse = spread([r["mse"] for r in mine])
         summary.append({"comparison": comparison, "n_train": size, "budget": budget, "method": method,
                         "steps": mine[0]["steps"], "seeds": len(mine), **{f"mse_{k}": v for k, v in mse.items()},

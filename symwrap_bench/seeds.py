@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import Any
 
 from symwrap.errors import ConfigError
 
@@ -41,3 +42,12 @@ def describe(values: Sequence[float], form: str = ".3g") -> str:
     if len(values) == 1:
         return f"{s['mean']:{form}}"
     return f"mean {s['mean']:{form}} (min {s['min']:{form}}, max {s['max']:{form}})"
+
+
+def group_by(rows: Sequence[dict[str, Any]], *fields: str) -> dict[tuple, list[dict[str, Any]]]:
+    """The rows with equal values of ``fields``, in the order each combination first appears (a row per seed each,
+    for the summaries over seeds)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[field] for field in fields), []).append(row)
+    return groups

@@ -7,7 +7,7 @@ import pytest
 
 from symwrap.errors import ConfigError
 from symwrap_bench import run_benchmark
-from symwrap_bench.seeds import FULL_SEEDS, QUICK_SEEDS, SEED_STRIDE, describe, seed_values, spread
+from symwrap_bench.seeds import FULL_SEEDS, QUICK_SEEDS, SEED_STRIDE, describe, group_by, seed_values, spread
 
 
 def test_seed_values_default_to_three_full_one_quick_and_start_at_the_base():
@@ -30,6 +30,13 @@ def test_spread_and_describe():
     assert describe([0.95, 1.01, 0.98]) == "mean 0.98 (min 0.95, max 1.01)"
     assert describe([0.95, 1.01, 0.98], ".3f") == "mean 0.980 (min 0.950, max 1.010)"
     assert describe([0.5]) == "0.5"
+
+
+def test_group_by_keeps_first_appearance_order_and_every_row():
+    rows = [{"a": 1, "b": "x", "v": 1}, {"a": 0, "b": "y", "v": 2}, {"a": 1, "b": "x", "v": 3}]
+    groups = group_by(rows, "a", "b")
+    assert list(groups) == [(1, "x"), (0, "y")]
+    assert [r["v"] for r in groups[(1, "x")]] == [1, 3] and [r["v"] for r in groups[(0, "y")]] == [2]
 
 
 def test_seeds_reach_only_the_benchmarks_that_repeat_their_runs():
