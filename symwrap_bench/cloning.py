@@ -185,12 +185,15 @@ def clone(model: nn.Module, loader: Any, steps: int, lr: float, probe: Any) -> l
 # --- images ------------------------------------------------------------------------------------------
 
 
-def _vit(settings: ImageSettings) -> nn.Module:
+def _vit(settings: ImageSettings, **options: Any) -> nn.Module:
+    """The student ViT; ``options`` go to ``timm.create_model`` (the ladder's ``global_pool="avg"``,
+    ``class_token=False``)."""
     import timm
 
     return timm.create_model(
         "vit_tiny_patch16_224", pretrained=False, img_size=28, patch_size=settings.patch_size, in_chans=1,
         num_classes=10, embed_dim=settings.vit_embed_dim, depth=settings.vit_depth, num_heads=settings.vit_heads,
+        **options,
     )
 
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from symwrap import wrap
 from symwrap.errors import ConfigError
-from symwrap.metrics import centred_equivariance_error, equivariance_error
+from symwrap.metrics import centred_equivariance_error
 from symwrap.progress import progress_bar
 
 from . import cloning
@@ -133,13 +133,7 @@ def build_student(kind: str, settings: LadderSettings) -> nn.Module:
         ]))
     if kind == "vit":
         return cloning._vit(settings.image)
-    import timm
-
-    s = settings.image
-    return timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, img_size=28, patch_size=s.patch_size, in_chans=1, num_classes=10,
-        embed_dim=s.vit_embed_dim, depth=s.vit_depth, num_heads=s.vit_heads, global_pool="avg", class_token=False,
-    )
+    return cloning._vit(settings.image, global_pool="avg", class_token=False)
 
 
 def _feature_dim(kind: str, settings: LadderSettings) -> int:
@@ -168,8 +162,8 @@ def _measure(model: nn.Module, teacher_logits: torch.Tensor, test: dict[str, tor
     with torch.no_grad():
         logits = torch.cat([model(chunk) for chunk in test["x"].split(250)])
         return {
-            "E": equivariance_error(model, probe, cloning.IMAGE_GROUP, input="image", output="invariant"),
-            "C": centred_equivariance_error(model, probe, cloning.IMAGE_GROUP, input="image", output="invariant"),
+            "E": cloning.image_error(model, probe),
+            "C": cloning.image_error(model, probe, centred_equivariance_error),
             "distance": float((logits - teacher_logits).norm() / teacher_logits.norm()),
             "agreement": float((logits.argmax(1) == teacher_logits.argmax(1)).float().mean()),
             "upright": accuracy(model, test["x"], test["y"]),
@@ -349,7 +343,7 @@ def prepare(settings: LadderSettings) -> dict[str, Any]:
         teacher_logits = torch.cat([teacher(chunk) for chunk in test["x"].split(250)])
     measured = {"upright": accuracy(teacher, test["x"], test["y"]),
                 "rotated": accuracy(teacher, test["turned"], test["y"]),
-                "E": equivariance_error(teacher, test["probe"], cloning.IMAGE_GROUP, input="image", output="invariant")}
+                "E": cloning.image_error(teacher, test["probe"])}
     return {"teacher": teacher, "unlabelled": split["unlabelled"], "test": test, "teacher_logits": teacher_logits,
             "teacher_measured": measured}
 
