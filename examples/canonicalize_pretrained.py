@@ -374,23 +374,40 @@ def train_canonicalized(
     2. canonicalizer and backbone together on ``model.loss(model(x), y, x)["total"]`` (upright images).
     """
     model = canonicalize(copy.deepcopy(backbone), kind, settings)
+    stats = train_in_two_phases(model, lambda xb, yb: model.canonicalizer_loss(xb)["total"], total_loss(model),
+                                x, y, steps, settings, desc)
+    return model, stats
+
+
+def train_in_two_phases(
+    model: nn.Module,
+    canonicalizer_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    joint_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    settings: Settings,
+    desc: str,
+) -> dict[str, float]:
+    """The budget of every canonicalized row (symwrap's and equiadapt's alike), for a ``model`` with a
+    ``canonicalizer`` and a ``backbone``: ``settings.warmup_fraction`` of the ``steps`` on ``canonicalizer_loss``
+    with the canonicalizer alone, the rest on ``joint_loss`` with both (upright images, round trips)."""
     warmup = min(max(round(settings.warmup_fraction * steps), 1), steps - 1) if steps > 1 else 0
     canonicalizer = [{"params": model.canonicalizer.parameters(), "lr": settings.lr_canonicalizer}]
     first = {"seconds": 0.0, "steps": 0}
     if warmup:
-        first = train(model, canonicalizer, lambda xb, yb: model.canonicalizer_loss(xb)["total"], x, y, warmup,
-                      settings, desc=f"{desc}, canonicalizer", seed=settings.seed + 21)
+        first = train(model, canonicalizer, canonicalizer_loss, x, y, warmup, settings,
+                      desc=f"{desc}, canonicalizer", seed=settings.seed + 21)
     params = [
         {"params": model.backbone.parameters(), "lr": settings.lr_finetune},
         {"params": model.canonicalizer.parameters(), "lr": settings.lr_canonicalizer * settings.joint_canonicalizer_lr},
     ]
-    second = train(model, params, total_loss(model), x, y, steps - warmup, settings,
-                   desc=f"{desc}, joint", seed=settings.seed + 31,
-                   augment=round_trip_augment(settings.round_trip_share))
+    second = train(model, params, joint_loss, x, y, steps - warmup, settings, desc=f"{desc}, joint",
+                   seed=settings.seed + 31, augment=round_trip_augment(settings.round_trip_share))
     stats = {key: first[key] + second[key] for key in ("seconds", "steps")}
     stats.update(epochs=second["epochs"], loss=second["loss"], canonicalizer_steps=first["steps"],
                  canonicalizer_seconds=first["seconds"])
-    return model, stats
+    return stats
 
 
 def train_equiadapt(
@@ -405,23 +422,9 @@ def train_equiadapt(
     prior pulls towards the identity only, it has no counterpart of symwrap's turned-image prior.
     """
     model = equiadapt_classifier(copy.deepcopy(backbone), kind, N_ROTATIONS, (1, PADDED_SIZE, PADDED_SIZE))
-    warmup = min(max(round(settings.warmup_fraction * steps), 1), steps - 1) if steps > 1 else 0
-    canonicalizer = [{"params": model.canonicalizer.parameters(), "lr": settings.lr_canonicalizer}]
-    first = {"seconds": 0.0, "steps": 0}
-    if warmup:
-        first = train(model, canonicalizer,
-                      lambda xb, yb: equiadapt_training_loss(model, xb, None, settings.prior_weight),
-                      x, y, warmup, settings, desc=f"{desc}, canonicalizer", seed=settings.seed + 21)
-    params = [
-        {"params": model.backbone.parameters(), "lr": settings.lr_finetune},
-        {"params": model.canonicalizer.parameters(), "lr": settings.lr_canonicalizer * settings.joint_canonicalizer_lr},
-    ]
-    second = train(model, params, lambda xb, yb: equiadapt_training_loss(model, xb, yb, settings.prior_weight),
-                   x, y, steps - warmup, settings, desc=f"{desc}, joint", seed=settings.seed + 31,
-                   augment=round_trip_augment(settings.round_trip_share))
-    stats = {key: first[key] + second[key] for key in ("seconds", "steps")}
-    stats.update(epochs=second["epochs"], loss=second["loss"], canonicalizer_steps=first["steps"],
-                 canonicalizer_seconds=first["seconds"])
+    stats = train_in_two_phases(model, lambda xb, yb: equiadapt_training_loss(model, xb, None, settings.prior_weight),
+                                lambda xb, yb: equiadapt_training_loss(model, xb, yb, settings.prior_weight),
+                                x, y, steps, settings, desc)
     return model, stats
 
 
